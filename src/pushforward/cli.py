@@ -1,0 +1,168 @@
+"""The command line: parse arguments, dispatch to the library, print. No model or data logic.
+
+A user error (PushforwardError or a bad flag) prints one ``error: ...`` line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import atomic_write_bytes
+from .config import TrainConfig, add_flags, resolve
+from .errors import PushforwardError
+from .models import MODELS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="pushforward", description="VAEs, GANs and Gaussian mixtures on toy and image data."
+    )
+    p.add_argument("--version", action="version", version=f"pushforward {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="fit the models on embedded data and write a report")
+    demo.add_argument("--out", default="pushforward-demo", help="report folder")
+
+    data = sub.add_parser("data", help="data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    listing = data_sub.add_parser("list", help="data sets, sizes, and where each was found")
+    listing.add_argument("--data-dir", default=None, help="folder searched first")
+
+    train = sub.add_parser("train", help="train a model and write a run folder")
+    models = train.add_subparsers(
+        dest="model", required=True, parser_class=_Parser, metavar="MODEL"
+    )
+    for name, cls in MODELS.items():
+        m = models.add_parser(name, help=(cls.__doc__ or "").split("\n")[0])
+        m.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")
+        m.add_argument(
+            "--config", default=None, metavar="FILE.toml", help="options from a TOML file"
+        )
+        m.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one option"
+        )
+        add_flags(m, TrainConfig)
+        add_flags(m, cls.Config)
+
+    sample = sub.add_parser("sample", help="draw samples from a trained run")
+    sample.add_argument("run")
+    sample.add_argument("-n", type=int, default=64, help="number of samples")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", default=None, help="FILE.png (picture) or FILE.npy (raw samples)")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
+    ev.add_argument("run")
+    ev.add_argument(
+        "--metrics", default=None, help="comma-separated names (default: all that apply)"
+    )
+    ev.add_argument("--split", default="test", choices=("train", "test"))
+    ev.add_argument("--data", default=None, help="evaluate on other data, e.g. npy:held_out.npy")
+    ev.add_argument("--n-fake", type=int, default=10_000, help="model samples for sample metrics")
+    ev.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import fit
+
+    cls = MODELS[args.model]
+    skip = {"command", "model", "out", "config", "set"}
+    given = {k: v for k, v in vars(args).items() if k not in skip}
+    tcfg, mcfg = resolve((TrainConfig, cls.Config), given, args.config, args.set)
+    run = fit(args.model, tcfg, mcfg, args.out)
+    print(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    from . import plots
+    from .runs import Run
+
+    run = Run.load(args.run)
+    x = run.sample(args.n, args.seed)
+    out = Path(args.out) if args.out else run.path / f"samples-n{args.n}-seed{args.seed}.png"
+    if out.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, x.numpy(), allow_pickle=False)
+        atomic_write_bytes(out, buf.getvalue())
+    elif out.suffix == ".png":
+        ref = run.data.train[:20000].cpu()
+        plots.write(
+            out,
+            plots.samples_figure(x, ref, f"{run.model_name}: {args.n} samples", run.data.log_prob),
+        )
+    else:
+        raise PushforwardError(f"--out {out}: unknown file type; use FILE.png or FILE.npy")
+    print(f"wrote {out} ({args.n} samples)")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .runs import EVAL, Run
+
+    run = Run.load(args.run)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if args.n_fake < 1:
+        raise PushforwardError(f"--n-fake {args.n_fake}: must be at least 1")
+    res = run.evaluate(names, split=args.split, data=args.data, n_fake=args.n_fake, seed=args.seed)
+    width = max(len(k) for k in res)
+    for k, v in res.items():
+        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    print(f"wrote {run.path / EVAL}")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from .data import list_datasets
+
+    rows = list_datasets(args.data_dir)
+    fmt = "{:<14} {:<12} {:>8} {:>8}  {}"
+    print(fmt.format("name", "shape", "train", "test", "source"))
+    for r in rows:
+        shape = "x".join(str(s) for s in r["shape"])  # type: ignore[attr-defined]
+        n = lambda v: "-" if v is None else str(v)  # noqa: E731
+        print(fmt.format(r["name"], shape, n(r["train"]), n(r["test"]), r["source"]))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .report import run_demo
+
+    path = run_demo(Path(args.out))
+    print(f"wrote {path}")
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "sample": _cmd_sample,
+    "eval": _cmd_eval,
+    "data": _cmd_data,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except PushforwardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

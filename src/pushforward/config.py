@@ -1,0 +1,192 @@
+"""Frozen dataclasses <-> argparse flags <-> TOML/JSON, with one small set of helpers.
+
+Every option lives in exactly one dataclass field (``TrainConfig`` here, a model's config at the top
+of its own file). Flags, ``--config FILE.toml``, ``--set key=value`` and the run folder's
+``config.json`` are all views of those fields, resolved in the order
+defaults < TOML file < flags < ``--set``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import PushforwardError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+T = TypeVar("T")
+_KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field that also knows its flag's help text and allowed values."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options shared by every model: data, budget, seed, device and precision."""
+
+    data: str = option("", "data set name or npy:PATH, idx:DIR, images:DIR")
+    test_data: str | None = option(None, "held-out data for a user's own --data")
+    data_dir: str | None = option(None, "folder searched first for image data sets")
+    binarize: str = option(
+        "none", "binarize images for Bernoulli likelihoods", ("none", "dynamic", "static")
+    )
+    epochs: int | None = option(None, "passes over the training data")
+    steps: int | None = option(None, "optimisation steps (EM iterations for gmm)")
+    batch_size: int = option(128, "examples per step")
+    seed: int = option(0, "seed for weights, data order and sampling")
+    device: str = option("auto", "where to train", ("auto", "cpu", "cuda"))
+    precision: str = option("fp32", "training precision", ("fp32", "bf16"))
+    log_every: int = option(10, "steps between metrics.jsonl rows")
+
+
+def _field_type(cls: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:
+    """(base type, optional?) of a field annotated like ``int`` or ``int | None``."""
+    hint = typing.get_type_hints(cls)[f.name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        base = next(a for a in args if a is not type(None))
+        return base, True
+    return hint, False
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def coerce(cls: type, name: str, value: Any, source: str) -> Any:
+    """Check and convert one value for field ``name`` of ``cls``; ``source`` names it in errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    f = fields[name]
+    base, optional = _field_type(cls, f)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise PushforwardError(f"{source}: {name} cannot be empty; give {_KIND[base]}")
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                value = value.lower() in ("true", "1", "yes")
+            elif not isinstance(value, bool):
+                raise ValueError(value)
+        elif base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            value = int(value)
+        elif base is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            value = float(value)
+        elif base is str and not isinstance(value, str):
+            raise ValueError(value)
+    except ValueError:
+        raise PushforwardError(
+            f"{source}: {name}={value!r} is not valid; give {_KIND[base]}"
+        ) from None
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise PushforwardError(f"{source}: {name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field; defaults are suppressed so we can tell what the user actually gave."""
+    for f in dataclasses.fields(cls):
+        base, _ = _field_type(cls, f)
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = str
+            kwargs["metavar"] = f.name.upper()
+        parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+
+
+def field_names(*classes: type) -> list[str]:
+    return [f.name for cls in classes for f in dataclasses.fields(cls)]
+
+
+def build(cls: type[T], values: dict[str, Any], source: str) -> T:
+    """Instantiate ``cls`` from (possibly string) values, rejecting unknown keys by name."""
+    known = set(field_names(cls))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PushforwardError(
+            f"{source}: unknown option {unknown[0]!r}; valid options: {', '.join(sorted(known))}"
+        )
+    return cls(**{k: coerce(cls, k, v, source) for k, v in values.items()})
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise PushforwardError(f"--config {path}: file not found; check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise PushforwardError(f"--config {path}: not valid TOML ({e}); fix the file") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # allow [train] / [model] tables for readability
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PushforwardError(f"--set {item!r}: expected key=value, e.g. --set seed=1")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def resolve(
+    classes: tuple[type, ...], given: dict[str, Any], toml_path: str | None, sets: list[str]
+) -> tuple[Any, ...]:
+    """Merge TOML, flags and ``--set`` over the defaults of each dataclass in ``classes``."""
+    merged: dict[str, tuple[Any, str]] = {}
+    if toml_path:
+        for k, v in read_toml(toml_path).items():
+            merged[k] = (v, f"--config {toml_path}")
+    for k, v in given.items():
+        merged[k] = (v, _flag(k))
+    for k, v in parse_set(sets).items():
+        merged[k] = (v, f"--set {k}")
+    valid = field_names(*classes)
+    for k, (_, source) in merged.items():
+        if k not in valid:
+            raise PushforwardError(
+                f"{source}: unknown option {k!r}; valid options: {', '.join(sorted(valid))}"
+            )
+    out = []
+    for cls in classes:
+        names = set(field_names(cls))
+        kwargs = {k: coerce(cls, k, v, src) for k, (v, src) in merged.items() if k in names}
+        out.append(cls(**kwargs))
+    return tuple(out)
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def path_of(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None

@@ -1,0 +1,141 @@
+"""Data sets by name: the 2-D toy sets, the image sets, and a user's own files.
+
+Knows nothing of models. ``load_dataset`` is the one entry point; ``list_datasets`` tells where
+each built-in set would come from without loading it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PushforwardError
+from . import idx, images
+from .dataset import Dataset, InMemoryLoader
+from .download import cache_dir, not_found_fix
+from .toy2d import N_TEST, N_TRAIN, TOY_MODES, TOY_SETS, TOY_STD, toy_split
+
+IMAGE_SETS = ("digits", "fashion-mnist", "mnist", "cifar10")
+BUILTIN = (*TOY_SETS, *IMAGE_SETS)
+USER_PREFIXES = ("npy:", "idx:", "images:")
+
+__all__ = [
+    "BUILTIN",
+    "TOY_MODES",
+    "TOY_SETS",
+    "TOY_STD",
+    "Dataset",
+    "InMemoryLoader",
+    "list_datasets",
+    "load_dataset",
+]
+
+
+def _load_user(spec: str) -> Dataset:
+    prefix, _, rest = spec.partition(":")
+    path = Path(rest).expanduser()
+    xte = yte = ytr = None
+    if prefix == "npy":
+        kind, xtr = images.load_npy(path)
+    elif prefix == "idx":
+        xtr, ytr, xte, yte = images.load_idx_dir(path)
+        kind = "images"
+    else:
+        xtr, ytr = images.load_image_folder(path)
+        kind = "images"
+    return Dataset(spec, kind, xtr, xte, str(path), ytr, yte)
+
+
+def load_dataset(name: str, data_dir: str | None = None, test_data: str | None = None) -> Dataset:
+    """Load a built-in set by name or a user's ``npy:PATH`` / ``idx:DIR`` / ``images:DIR``.
+
+    ``test_data`` gives a user's set its held-out split (it must match the training shape).
+    """
+    if name in TOY_SETS:
+        ds = Dataset(
+            name,
+            "points",
+            toy_split(name, "train"),
+            toy_split(name, "test"),
+            "generated",
+            log_prob=TOY_SETS[name].log_prob,
+        )
+    elif name == "digits":
+        ds = images.load_digits_set()
+    elif name in ("fashion-mnist", "mnist"):
+        ds = images.load_mnist_like(name, data_dir)
+    elif name == "cifar10":
+        ds = images.load_cifar10(data_dir)
+    elif name.startswith(USER_PREFIXES):
+        ds = _load_user(name)
+    else:
+        raise PushforwardError(
+            f"--data {name!r} is not a known data set; choose one of {', '.join(BUILTIN)}, "
+            f"or npy:PATH, idx:DIR, images:DIR"
+        )
+    if test_data:
+        held = load_dataset(test_data, data_dir)
+        if held.train.shape[1:] != ds.train.shape[1:]:
+            raise PushforwardError(
+                f"--test-data {test_data}: examples of shape {tuple(held.train.shape[1:])}, but "
+                f"--data {name} has {tuple(ds.train.shape[1:])}; they must match"
+            )
+        ds = Dataset(
+            ds.name,
+            ds.kind,
+            ds.train,
+            held.train,
+            ds.source,
+            ds.train_labels,
+            held.train_labels,
+            ds.log_prob,
+        )
+    return ds
+
+
+def list_datasets(data_dir: str | None = None) -> list[dict[str, object]]:
+    """One row per built-in set: shape, sizes, and where it was found (or how to get it)."""
+    rows: list[dict[str, object]] = []
+    for name in TOY_SETS:
+        exact = "exact log_prob" if TOY_SETS[name].log_prob else "no closed-form density"
+        rows.append(
+            dict(name=name, shape=(2,), train=N_TRAIN, test=N_TEST, source=f"generated ({exact})")
+        )
+    d = images.load_digits_set()
+    rows.append(
+        dict(
+            name="digits",
+            shape=d.shape,
+            train=len(d.train),
+            test=len(d.split("test")),
+            source=d.source,
+        )
+    )
+    for name in ("fashion-mnist", "mnist"):
+        folder = images.locate_mnist(name, data_dir)
+        row: dict[str, object] = dict(name=name, shape=(1, 28, 28), train=None, test=None)
+        if folder is None:
+            row["source"] = (
+                f"not found (will download into {cache_dir() / name}); " + not_found_fix(name)
+            )
+        else:
+            fix = "replace it"
+            for split, (stem, _) in images.MNIST_FILES.items():
+                path = images._find(folder, stem)
+                assert path is not None
+                row[split] = idx.idx_header(path, fix)[0]
+            row["source"] = str(folder)
+        rows.append(row)
+    where = images.locate_cifar(data_dir)
+    rows.append(
+        dict(
+            name="cifar10",
+            shape=(3, 32, 32),
+            train=50_000 if where else None,
+            test=10_000 if where else None,
+            source=str(where)
+            if where
+            else f"not found (will download into {cache_dir() / 'cifar10'}); "
+            + not_found_fix("cifar10"),
+        )
+    )
+    return rows

@@ -1,0 +1,110 @@
+"""The in-memory data set every model trains on, and the index-based batcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..errors import PushforwardError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One data set held as tensors: float32 examples, images scaled to [0, 1].
+
+    ``log_prob`` is the exact density where one is known (toy sets), so metrics can use the truth.
+    """
+
+    name: str
+    kind: str  # "points" ([N, D]) or "images" ([N, C, H, W])
+    train: torch.Tensor
+    test: torch.Tensor | None
+    source: str
+    train_labels: torch.Tensor | None = None  # [N] int64
+    test_labels: torch.Tensor | None = None
+    log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example."""
+        return tuple(self.train.shape[1:])
+
+    @property
+    def dim(self) -> int:
+        return int(self.train[0].numel())
+
+    def split(self, name: str) -> torch.Tensor:
+        x = self.train if name == "train" else self.test
+        if x is None:
+            raise PushforwardError(
+                f"data {self.name!r} has no {name} split; pass --data DATA to eval, or "
+                f"--test-data DATA when training"
+            )
+        return x
+
+    def to(self, device: torch.device) -> Dataset:
+        test = None if self.test is None else self.test.to(device)
+        return replace(self, train=self.train.to(device), test=test)
+
+    def binarized(self, seed: int = 0) -> Dataset:
+        """Static binarization: each pixel drawn once from Bernoulli(intensity), fixed by seed."""
+        if self.kind != "images":
+            raise PushforwardError(f"--binarize applies to images; {self.name!r} is 2-D points")
+        g = torch.Generator().manual_seed(seed)
+        train = torch.bernoulli(self.train.cpu(), generator=g).to(self.train)
+        test = (
+            None
+            if self.test is None
+            else torch.bernoulli(self.test.cpu(), generator=g).to(self.test)
+        )
+        return replace(self, train=train, test=test)
+
+
+class InMemoryLoader:
+    """Batches of one on-device tensor by index: no DataLoader workers, no copies to the host.
+
+    Each epoch's order is a permutation seeded by (seed, epoch), so a run's data order is a pure
+    function of its seed and can be replayed on resume. Under DDP each rank takes every
+    ``world``-th index of the same permutation. ``dynamic_binarize`` redraws pixels every batch.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = True,
+        dynamic_binarize: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise PushforwardError(f"--batch-size {batch_size}: must be at least 1")
+        per_rank = len(x) // world
+        if drop_last and per_rank < batch_size:
+            raise PushforwardError(
+                f"--batch-size {batch_size} is larger than the {per_rank} training examples per "
+                f"process; lower --batch-size"
+            )
+        self.x, self.batch_size, self.seed = x, batch_size, seed
+        self.rank, self.world, self.drop_last = rank, world, drop_last
+        self.dynamic_binarize = dynamic_binarize
+
+    def __len__(self) -> int:
+        n = len(self.x) // self.world
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.x), generator=g)
+        perm = perm[: len(perm) // self.world * self.world][self.rank :: self.world]
+        perm = perm.to(self.x.device)
+        for i in range(len(self)):
+            batch = self.x[perm[i * self.batch_size : (i + 1) * self.batch_size]]  # [B, ...]
+            if self.dynamic_binarize:
+                noise = torch.rand(batch.shape, generator=g).to(batch.device)
+                batch = (noise < batch).to(batch.dtype)
+            yield batch

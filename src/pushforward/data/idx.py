@@ -1,0 +1,163 @@
+"""Readers for the binary formats of the image sets: IDX (MNIST family) and CIFAR-10 binary.
+
+Both are parsed by hand from bytes, checked against their headers, and never unpickled. Any
+defect raises PushforwardError naming the file, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PushforwardError
+
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def read_maybe_gzip(path: Path, fix: str) -> bytes:
+    """File bytes, gunzipped when the file starts with the gzip magic."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PushforwardError(f"{path}: file not found; {fix}") from None
+    except OSError as e:
+        raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise PushforwardError(
+            f"{path}: corrupt or truncated gzip ({e}); delete it and fetch it again, {fix}"
+        ) from None
+
+
+def parse_idx(raw: bytes, path: Path, fix: str) -> np.ndarray:
+    """Decode IDX bytes: 2 zero bytes, a dtype code, ndim, big-endian uint32 dims, then data."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        magic = raw[:4].hex() if len(raw) >= 4 else "(too short)"
+        raise PushforwardError(
+            f"{path}: not an IDX file (magic {magic}, expected 00000803 for images or "
+            f"00000801 for labels); {fix}"
+        )
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise PushforwardError(f"{path}: truncated IDX header; {fix}")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    got = len(raw) - header
+    if got != expected:
+        what = "truncated" if got < expected else "has trailing bytes"
+        raise PushforwardError(
+            f"{path}: IDX file {what} (header says {dims} = {expected} bytes of data, found "
+            f"{got}); {fix}"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    )
+
+
+def idx_header(path: Path, fix: str) -> tuple[int, ...]:
+    """Only the dims of an IDX file, for listing without decoding everything."""
+    raw = read_maybe_gzip(path, fix)
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise PushforwardError(f"{path}: not an IDX file; {fix}")
+    return struct.unpack(f">{raw[3]}I", raw[4 : 4 + 4 * raw[3]])
+
+
+def read_idx_images(path: Path, fix: str) -> np.ndarray:
+    """IDX images as uint8 [N, 1, H, W] (or [N, C, H, W] for a 4-D [N, H, W, C] file)."""
+    arr = parse_idx(read_maybe_gzip(path, fix), path, fix)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[3] in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    else:
+        raise PushforwardError(
+            f"{path}: IDX images of shape {arr.shape}; expected [N, H, W] or [N, H, W, C]; {fix}"
+        )
+    if arr.dtype != np.uint8:
+        raise PushforwardError(f"{path}: IDX images of dtype {arr.dtype}; expected unsigned bytes")
+    return np.ascontiguousarray(arr)
+
+
+def read_idx_labels(path: Path, n_images: int, fix: str) -> np.ndarray:
+    arr = parse_idx(read_maybe_gzip(path, fix), path, fix)
+    if arr.ndim != 1:
+        raise PushforwardError(f"{path}: IDX labels of shape {arr.shape}; expected [N]; {fix}")
+    if len(arr) != n_images:
+        raise PushforwardError(
+            f"{path}: {len(arr)} labels for {n_images} images; the label and image files do not "
+            f"belong together; {fix}"
+        )
+    return arr.astype(np.int64)
+
+
+def parse_cifar_batch(raw: bytes, name: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 binary records: 1 label byte + 3x32x32 bytes -> (uint8 [N,3,32,32], int64 [N])."""
+    if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+        raise PushforwardError(
+            f"{name}: {len(raw)} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 "
+            f"records (truncated or not the binary version); {fix}"
+        )
+    rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = rec[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise PushforwardError(f"{name}: label {labels.max()} out of range 0..9; {fix}")
+    return rec[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
+
+
+CIFAR_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
+CIFAR_TEST = ["test_batch.bin"]
+
+
+def read_cifar_dir(folder: Path, fix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for split, names in (("train", CIFAR_TRAIN), ("test", CIFAR_TEST)):
+        parts = []
+        for name in names:
+            path = folder / name
+            try:
+                raw = path.read_bytes()
+            except OSError as e:
+                raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
+            parts.append(parse_cifar_batch(raw, str(path), fix))
+        out[split] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return out
+
+
+def read_cifar_tar(path: Path, fix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read the batches straight out of cifar-10-binary.tar.gz; nothing is extracted to disk."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            out = {}
+            for split, names in (("train", CIFAR_TRAIN), ("test", CIFAR_TEST)):
+                parts = []
+                for name in names:
+                    if name not in members:
+                        raise PushforwardError(f"{path}: {name} missing from the archive; {fix}")
+                    fh = tar.extractfile(members[name])
+                    assert fh is not None
+                    parts.append(parse_cifar_batch(fh.read(), f"{path}:{name}", fix))
+                out[split] = (
+                    np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]),
+                )
+            return out
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise PushforwardError(f"{path}: corrupt or truncated archive ({e}); {fix}") from None

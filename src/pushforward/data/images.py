@@ -1,0 +1,233 @@
+"""Image data: the bundled digits, the MNIST family and CIFAR-10 found locally or downloaded, and a
+user's own arrays, IDX folders and image folders. Everything comes back as float32 in [0, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import PushforwardError
+from . import idx
+from .dataset import Dataset
+from .download import download, not_found_fix, search_dirs
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def _to_unit(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images.astype(np.float32) / 255.0)
+
+
+def load_digits_set() -> Dataset:
+    """scikit-learn's bundled 8x8 digits (0..16 grey levels), a fixed seeded 80/20 split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy((d.images / 16.0).astype(np.float32))[:, None]  # [1797, 1, 8, 8]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_test = 360
+    tr, te = perm[n_test:], perm[:n_test]
+    return Dataset("digits", "images", x[tr], x[te], "scikit-learn (bundled)", y[tr], y[te])
+
+
+def _find(path: Path, stem: str) -> Path | None:
+    for cand in (path / stem, path / f"{stem}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def locate_mnist(name: str, data_dir: str | None) -> Path | None:
+    """First folder holding all four IDX files of ``name`` (plain or .gz)."""
+    for d in search_dirs(name, data_dir):
+        if all(_find(d, stem) for pair in MNIST_FILES.values() for stem in pair):
+            return d
+    return None
+
+
+def load_mnist_like(name: str, data_dir: str | None) -> Dataset:
+    folder = locate_mnist(name, data_dir) or download(name)
+    fix = f"replace it, or {not_found_fix(name)}"
+    arrays = {}
+    for split, (img_stem, lab_stem) in MNIST_FILES.items():
+        img_path, lab_path = _find(folder, img_stem), _find(folder, lab_stem)
+        assert img_path is not None and lab_path is not None
+        images = idx.read_idx_images(img_path, fix)
+        arrays[split] = (
+            _to_unit(images),
+            torch.from_numpy(idx.read_idx_labels(lab_path, len(images), fix)),
+        )
+    (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
+    return Dataset(name, "images", xtr, xte, str(folder), ytr, yte)
+
+
+def locate_cifar(data_dir: str | None) -> Path | None:
+    """A cifar-10-batches-bin folder or a cifar-10-binary.tar.gz in the searched folders."""
+    for d in search_dirs("cifar10", data_dir):
+        for cand in (d / "cifar-10-batches-bin", d):
+            if all((cand / n).is_file() for n in idx.CIFAR_TRAIN + idx.CIFAR_TEST):
+                return cand
+        if (d / "cifar-10-binary.tar.gz").is_file():
+            return d / "cifar-10-binary.tar.gz"
+    return None
+
+
+def load_cifar10(data_dir: str | None) -> Dataset:
+    where = locate_cifar(data_dir) or download("cifar10") / "cifar-10-binary.tar.gz"
+    fix = f"replace it, or {not_found_fix('cifar10')}"
+    splits = idx.read_cifar_tar(where, fix) if where.is_file() else idx.read_cifar_dir(where, fix)
+    (xtr, ytr), (xte, yte) = splits["train"], splits["test"]
+    return Dataset(
+        "cifar10",
+        "images",
+        _to_unit(xtr),
+        _to_unit(xte),
+        str(where),
+        torch.from_numpy(ytr),
+        torch.from_numpy(yte),
+    )
+
+
+# ---------------------------------------------------------------- a user's own data
+
+
+def array_to_tensor(arr: np.ndarray, source: str) -> tuple[str, torch.Tensor]:
+    """Check a user array and return (kind, float32 tensor): [N, D] points or [N, C, H, W] images."""
+    fix = "save a numeric array of shape [N, D] (points) or [N, H, W] / [N, C, H, W] (images)"
+    if arr.dtype.kind not in "biuf":
+        raise PushforwardError(f"{source}: arrays of dtype {arr.dtype} are not supported; {fix}")
+    if arr.ndim not in (2, 3, 4) or arr.shape[0] == 0 or 0 in arr.shape:
+        raise PushforwardError(f"{source}: array of shape {arr.shape}; {fix}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise PushforwardError(f"{source}: {bad} NaN or inf values; remove or replace them")
+    if arr.ndim == 2:
+        return "points", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.shape[1] not in (1, 3) and arr.shape[3] in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
+    elif arr.shape[1] not in (1, 3):
+        raise PushforwardError(
+            f"{source}: images of shape {arr.shape} have neither 1 nor 3 channels; {fix}"
+        )
+    lo, hi = float(arr.min()), float(arr.max())
+    if arr.dtype.kind in "biu":
+        if lo < 0 or hi > 255:
+            raise PushforwardError(
+                f"{source}: integer pixel values in [{lo:g}, {hi:g}], outside 0..255; rescale them"
+            )
+        return "images", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) / 255.0)
+    if lo < 0 or hi > 1:
+        raise PushforwardError(
+            f"{source}: float pixel values in [{lo:g}, {hi:g}], outside [0, 1]; divide by 255 or "
+            f"rescale to [0, 1]"
+        )
+    return "images", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def load_npy(path: Path) -> tuple[str, torch.Tensor]:
+    """A .npy array, read with allow_pickle=False so no object array can run code."""
+    if not path.is_file():
+        raise PushforwardError(f"npy:{path}: file not found; check the path")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            raise PushforwardError(
+                f"npy:{path}: holds pickled Python objects, which are never loaded; save a "
+                f"numeric array"
+            ) from None
+        raise PushforwardError(
+            f"npy:{path}: not a valid .npy file ({e}); re-save it with numpy.save"
+        ) from None
+    except (OSError, EOFError) as e:
+        raise PushforwardError(
+            f"npy:{path}: truncated or unreadable .npy file ({e}); re-save it"
+        ) from None
+    if not isinstance(arr, np.ndarray):
+        raise PushforwardError(f"npy:{path}: is an .npz archive; save one array with numpy.save")
+    return array_to_tensor(arr, f"npy:{path}")
+
+
+def load_idx_dir(
+    folder: Path,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """IDX images in a folder: a '*train*' file (or the only one) and an optional 't10k'/'test' one."""
+    src = f"idx:{folder}"
+    if not folder.is_dir():
+        raise PushforwardError(f"{src}: folder not found; check the path")
+    images = sorted(p for p in folder.iterdir() if "idx3" in p.name and p.is_file())
+    if not images:
+        raise PushforwardError(f"{src}: no IDX image file (name containing 'idx3') in the folder")
+    test = [p for p in images if "t10k" in p.name or "test" in p.name]
+    train = [p for p in images if p not in test]
+    if len(train) != 1 or len(test) > 1:
+        raise PushforwardError(
+            f"{src}: expected one training IDX image file and at most one test file, found "
+            f"{[p.name for p in images]}; keep one of each"
+        )
+    fix = "replace the file with a valid IDX file"
+
+    def read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = idx.read_idx_images(path, fix)
+        label_path = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
+        y = None
+        if label_path != path and label_path.is_file():
+            y = torch.from_numpy(idx.read_idx_labels(label_path, len(x), fix))
+        return _to_unit(x), y
+
+    xtr, ytr = read(train[0])
+    xte, yte = read(test[0]) if test else (None, None)
+    if xte is not None and xte.shape[1:] != xtr.shape[1:]:
+        raise PushforwardError(
+            f"{src}: train images {tuple(xtr.shape[1:])} and test images {tuple(xte.shape[1:])} differ in size"
+        )
+    return xtr, ytr, xte, yte
+
+
+def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels)."""
+    src = f"images:{folder}"
+    if not folder.is_dir():
+        raise PushforwardError(f"{src}: folder not found; check the path")
+    is_img = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
+    files = [(p, -1) for p in sorted(folder.iterdir()) if is_img(p)]
+    classes = sorted(d for d in folder.iterdir() if d.is_dir())
+    for label, d in enumerate(classes):
+        files += [(p, label) for p in sorted(d.iterdir()) if is_img(p)]
+    if not files:
+        raise PushforwardError(f"{src}: no .png or .jpg images in the folder or its subfolders")
+    pics = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                pics.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise PushforwardError(
+                f"{path}: not a readable image ({e}); remove or replace it"
+            ) from None
+    mode = "L" if all(p.mode in ("1", "L", "I;16", "I") for p in pics) else "RGB"
+    size = pics[0].size
+    arrays = []
+    for (path, _), pic in zip(files, pics, strict=True):
+        if pic.size != size:
+            raise PushforwardError(
+                f"{path}: {pic.size[0]}x{pic.size[1]} pixels but {files[0][0].name} is "
+                f"{size[0]}x{size[1]}; resize all images to one size"
+            )
+        a = np.asarray(pic.convert(mode), dtype=np.uint8)
+        arrays.append(a[None] if mode == "L" else a.transpose(2, 0, 1))
+    x = _to_unit(np.stack(arrays))  # [N, C, H, W]
+    labels = [lab for _, lab in files]
+    y = torch.tensor(labels) if classes and -1 not in labels else None
+    return x, y

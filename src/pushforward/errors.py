@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix.
+
+The CLI prints it as a single ``error: ...`` line and exits with status 2, so every message
+names the bad file or option and says what to do about it.
+"""
+
+
+class PushforwardError(Exception):
+    """A user error: bad option, missing or corrupt data, bad checkpoint."""

@@ -1,0 +1,140 @@
+"""Pure functions that turn tensors into figures. No model or training logic here."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import atomic_write_bytes
+
+LogDensity = Callable[[torch.Tensor], torch.Tensor]  # [N, 2] -> [N]
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile images [N, C, H, W] in [0, 1] into one uint8 array [H', W'] or [H', W', 3]."""
+    n, c, h, w = images.shape
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    ncol = int(np.ceil(n / nrow))
+    grid = np.ones((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32)
+    x = images.detach().float().clamp(0, 1).cpu().numpy()
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[
+            :,
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + q * (w + pad) : pad + q * (w + pad) + w,
+        ] = x[i]
+    out = (grid * 255).round().astype(np.uint8)
+    return out[0] if c == 1 else out.transpose(1, 2, 0)
+
+
+def png_bytes_of_grid(images: torch.Tensor, scale: int = 4) -> bytes:
+    arr = image_grid(images)
+    im = Image.fromarray(arr)
+    im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _fig_bytes(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _limits(points: torch.Tensor) -> tuple[float, float, float, float]:
+    lo = torch.quantile(points, 0.001, dim=0)
+    hi = torch.quantile(points, 0.999, dim=0)
+    span = (hi - lo).max().item() * 0.1 + 0.1
+    return lo[0].item() - span, hi[0].item() + span, lo[1].item() - span, hi[1].item() + span
+
+
+def _draw_density(
+    ax: plt.Axes, log_prob: LogDensity, limits: tuple[float, float, float, float], cmap: str
+) -> None:
+    """exp(log_prob) on a 300x300 grid over ``limits`` = (x0, x1, y0, y1)."""
+    x0, x1, y0, y1 = limits
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 300), torch.linspace(y0, y1, 300), indexing="xy")
+    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
+    ax.imshow(
+        logp.exp().reshape(300, 300).numpy(),
+        extent=limits,
+        origin="lower",
+        cmap=cmap,
+        aspect="auto",
+    )
+
+
+def scatter_bytes(
+    samples: torch.Tensor,
+    reference: torch.Tensor,
+    title: str,
+    density: LogDensity | None = None,
+) -> bytes:
+    """Samples [N, 2] as dots over the data: its density when known, else a histogram of it."""
+    samples, reference = samples.detach().float().cpu(), reference.detach().float().cpu()
+    x0, x1, y0, y1 = _limits(reference)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if density is not None:
+        _draw_density(ax, density, (x0, x1, y0, y1), "Greys")
+    else:
+        ax.hist2d(
+            reference[:, 0].numpy(),
+            reference[:, 1].numpy(),
+            bins=150,
+            range=[[x0, x1], [y0, y1]],
+            cmap="Greys",
+        )
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", alpha=0.5, linewidths=0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    return _fig_bytes(fig)
+
+
+def density_bytes(log_prob: LogDensity, reference: torch.Tensor, title: str) -> bytes:
+    """A model's density on a grid over the data's range, for 2-D models with ``log_prob``."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    _draw_density(ax, log_prob, _limits(reference.detach().float().cpu()), "magma")
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    return _fig_bytes(fig)
+
+
+def curve_bytes(steps: Sequence[float], values: Sequence[float], ylabel: str, title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(steps, values, marker="." if len(steps) < 50 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _fig_bytes(fig)
+
+
+def samples_figure(
+    samples: torch.Tensor, reference: torch.Tensor, title: str, density: LogDensity | None = None
+) -> bytes:
+    """The picture of a model's samples: a scatter over the data (its first two coordinates) for
+    points, an image grid for images."""
+    if samples.dim() == 2:
+        exact = density if samples.shape[1] == 2 else None
+        return scatter_bytes(samples[:, :2], reference[:, :2], title, exact)
+    if samples.dim() == 4:
+        return png_bytes_of_grid(samples[:64])
+    raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}")
+
+
+def write(path: str | Path, png: bytes) -> None:
+    atomic_write_bytes(path, png)

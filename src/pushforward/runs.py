@@ -1,0 +1,196 @@
+"""The run folder: what a finished run holds, and the :class:`Run` handle used by the CLI and API.
+
+Layout (see INTERFACE.md): config.json, metrics.jsonl, model.safetensors + model.json,
+checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import atomic_write_json, load_tensors, read_json, read_jsonl, save_tensors
+from .config import TrainConfig, as_dict, build
+from .data import Dataset, load_dataset
+from .dist import resolve_device
+from .errors import PushforwardError
+from .metrics import METRICS, EvalInput
+from .models import MODELS
+
+FORMAT = 1  # bump when the meaning of saved tensors changes
+CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
+WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png"
+CHECKPOINTS = "checkpoints"
+
+
+def prepare_data(tcfg: TrainConfig) -> Dataset:
+    """The data exactly as training sees it: static binarization is applied here, once.
+
+    With dynamic binarization training redraws pixels per batch, and the held-out split is
+    binarized once with a fixed seed so that evaluations are comparable.
+    """
+    ds = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
+    if tcfg.binarize == "static":
+        ds = ds.binarized(seed=0)
+    elif tcfg.binarize == "dynamic":
+        test = ds.binarized(seed=1).test if ds.test is not None else None
+        ds = Dataset(
+            ds.name,
+            ds.kind,
+            ds.train,
+            test,
+            ds.source,
+            ds.train_labels,
+            ds.test_labels,
+            ds.log_prob,
+        )
+        if ds.kind != "images":
+            raise PushforwardError(f"--binarize applies to images; {ds.name!r} is 2-D points")
+    return ds
+
+
+def save_model(run_dir: Path, name: str, model: Any, mcfg: Any, info: dict[str, Any]) -> None:
+    save_tensors(run_dir / WEIGHTS, model.state_dict())
+    atomic_write_json(
+        run_dir / WEIGHTS_META,
+        {
+            "model": name,
+            "format": FORMAT,
+            "version": __version__,
+            "data_shape": list(model.data_shape),
+            "model_config": as_dict(mcfg),
+            "info": info,
+        },
+    )
+
+
+def load_model(weights: Path, meta_path: Path, device: torch.device) -> tuple[str, nn.Module, Any]:
+    """Rebuild a model from its safetensors + JSON pair, checking every name and shape."""
+    meta = read_json(meta_path)
+    name = meta.get("model") if isinstance(meta, dict) else None
+    if name not in MODELS:
+        raise PushforwardError(
+            f"{meta_path}: unknown model {name!r}; expected one of {', '.join(MODELS)}"
+        )
+    if meta.get("format") != FORMAT:
+        raise PushforwardError(
+            f"{meta_path}: checkpoint format {meta.get('format')!r} from pushforward "
+            f"{meta.get('version')}, this version reads format {FORMAT}; retrain or use that version"
+        )
+    cls = MODELS[name]
+    mcfg = build(cls.Config, meta.get("model_config", {}), str(meta_path))
+    model = cls(mcfg, tuple(meta["data_shape"]))
+    state = load_tensors(weights)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:3]
+        raise PushforwardError(
+            f"{weights}: tensors do not match a {name} with this config (first differences: "
+            f"{diff}); the file belongs to another run or was altered"
+        )
+    model.load_state_dict(state)
+    return name, model.to(device), mcfg
+
+
+class Run:
+    """A trained run on disk: sample from it, evaluate it, read its history."""
+
+    def __init__(self, path: Path, model_name: str, model: nn.Module, tcfg: TrainConfig, mcfg: Any):
+        self.path, self.model_name, self.model = Path(path), model_name, model
+        self.train_config, self.model_config = tcfg, mcfg
+        self._data: Dataset | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({str(self.path)!r}, model={self.model_name!r}, data={self.train_config.data!r})"
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Run:
+        path = Path(path)
+        if not path.is_dir():
+            raise PushforwardError(
+                f"{path}: run folder not found; pass the --out folder of a train run"
+            )
+        cfg = read_json(path / CONFIG)
+        tcfg = build(TrainConfig, cfg.get("train", {}), str(path / CONFIG))
+        name, model, mcfg = load_model(path / WEIGHTS, path / WEIGHTS_META, resolve_device(device))
+        return cls(path, name, model, tcfg, mcfg)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.model.buffers())).device
+
+    @property
+    def data(self) -> Dataset:
+        """The run's data as training saw it (loaded on first use)."""
+        if self._data is None:
+            self._data = prepare_data(self.train_config)
+        return self._data
+
+    def history(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []
+
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        """n samples [n, *shape] on the CPU; the same seed gives the same samples."""
+        if n < 1:
+            raise PushforwardError(f"-n {n}: ask for at least one sample")
+        g = torch.Generator().manual_seed(seed)
+        return self.model.sample(n, generator=g).cpu()  # type: ignore[operator]
+
+    def evaluate(
+        self,
+        metrics: list[str] | None = None,
+        split: str = "test",
+        data: str | None = None,
+        n_fake: int = 10_000,
+        seed: int = 0,
+        write: bool = True,
+    ) -> dict[str, Any]:
+        """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
+
+        With ``metrics`` None every metric that applies runs; a named one that does not apply is
+        an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``.
+        """
+        if split not in ("train", "test"):
+            raise PushforwardError(f"--split {split!r}: choose train or test")
+        if data:
+            other = load_dataset(data, self.train_config.data_dir)
+            real = other.split(split) if other.test is not None else other.train
+            truth = other.log_prob
+        else:
+            real, truth = self.data.split(split), self.data.log_prob
+        shape = tuple(self.model.data_shape)  # type: ignore[arg-type]
+        if tuple(real.shape[1:]) != shape:
+            raise PushforwardError(
+                f"--data {data}: examples of shape {tuple(real.shape[1:])}, the model was trained "
+                f"on {shape}; evaluate on data of the training shape"
+            )
+        fake = self.sample(n_fake, seed)
+        e = EvalInput(self.model, real.to(self.device), fake.to(self.device), truth)
+        names = metrics or [m for m in METRICS if METRICS[m].applies(e) is None]
+        out: dict[str, Any] = {}
+        for m in names:
+            if m not in METRICS:
+                raise PushforwardError(
+                    f"--metrics {m!r}: unknown; choose from {', '.join(METRICS)}"
+                )
+            why = METRICS[m].applies(e)
+            if why:
+                raise PushforwardError(f"--metrics {m}: does not apply here ({why})")
+            out.update(METRICS[m].compute(e))
+        out.update(
+            split=split,
+            data=data or self.train_config.data,
+            n_real=len(real),
+            n_fake=n_fake,
+            seed=seed,
+        )
+        if write:
+            atomic_write_json(self.path / EVAL, out)
+        return out

@@ -1,0 +1,132 @@
+"""The Gaussian mixture against scikit-learn, and its density, sampling, BIC and robustness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from pushforward.data import load_dataset
+from pushforward.models.gmm import GMM, GMMConfig
+
+
+def _separated_mixture(n: int, seed: int = 0) -> torch.Tensor:
+    """60,000 x 16 style data: 10 well-separated full-covariance Gaussians in 16-D."""
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(123).normal(0, 8, (10, 16))
+    factors = np.random.default_rng(321).normal(0, 0.4, (10, 16, 16)) + np.eye(16)
+    k = rng.integers(0, 10, n)
+    x = means[k] + np.einsum("nde,ne->nd", factors[k], rng.standard_normal((n, 16)))
+    return torch.from_numpy(x)
+
+
+def _fit_both(train: torch.Tensor, test: torch.Tensor, k: int, cov: str) -> tuple[float, float]:
+    ours = GMM(GMMConfig(components=k, covariance=cov, tol=1e-3), tuple(train.shape[1:]))
+    ours.fit(train, generator=torch.Generator().manual_seed(0))
+    sk = GaussianMixture(k, covariance_type=cov, tol=1e-3, reg_covar=1e-6, random_state=0)
+    sk.fit(train.numpy().astype(np.float64))
+    return float(ours.log_prob(test).mean()), float(sk.score(test.numpy().astype(np.float64)))
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize(("name", "k"), [("ring8", 8), ("grid25", 25)])
+def test_agrees_with_sklearn_on_toy_sets(name: str, k: int, cov: str) -> None:
+    ds = load_dataset(name)
+    ours, theirs = _fit_both(ds.train.double(), ds.test.double(), k, cov)
+    assert abs(ours - theirs) < 0.01, (ours, theirs)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_agrees_with_sklearn_on_60000_by_16(cov: str) -> None:
+    x = _separated_mixture(70_000)
+    ours, theirs = _fit_both(x[:60_000], x[60_000:], 10, cov)
+    assert abs(ours - theirs) < 0.01, (ours, theirs)
+
+
+def test_log_prob_is_the_mixture_density() -> None:
+    """A hand-set 2-component model against the formula written out with numpy."""
+    m = GMM(GMMConfig(components=2), (2,))
+    cov = torch.tensor([[[1.0, 0.5], [0.5, 2.0]], [[0.3, 0.0], [0.0, 0.3]]], dtype=torch.float64)
+    m.load_state_dict(
+        {
+            "weights": torch.tensor([0.3, 0.7], dtype=torch.float64),
+            "means": torch.tensor([[0.0, 0.0], [3.0, -1.0]], dtype=torch.float64),
+            "covariances": cov,
+        }
+    )
+    x = np.array([[0.5, -0.2], [2.5, -1.5]])
+    dens = np.zeros(2)
+    for w, mu, c in zip([0.3, 0.7], [[0, 0], [3, -1]], cov.numpy(), strict=True):
+        d = x - mu
+        q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(c), d)
+        dens += w * np.exp(-0.5 * q) / (2 * math.pi * math.sqrt(np.linalg.det(c)))
+    got = m.log_prob(torch.from_numpy(x)).numpy()
+    assert np.allclose(got, np.log(dens), atol=1e-10)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_samples_reproduce_the_fitted_moments(cov: str) -> None:
+    x = _separated_mixture(20_000)[:, :4]
+    m = GMM(GMMConfig(components=3, covariance=cov), (4,))
+    m.fit(x)
+    s = m.sample(200_000, torch.Generator().manual_seed(1)).double()
+    w = m.weights[:, None]
+    mean = (w * m.means).sum(0)
+    second = m.covariances if cov == "full" else torch.diag_embed(m.covariances)
+    model_cov = (w[..., None] * (second + m.means[:, :, None] * m.means[:, None, :])).sum(
+        0
+    ) - torch.outer(mean, mean)
+    se = (model_cov.diagonal() / len(s)).sqrt()  # standard error of each sample mean
+    assert ((s.mean(0) - mean).abs() < 5 * se).all()
+    assert torch.allclose(torch.cov(s.T), model_cov, rtol=0.03, atol=0.1)
+    # and the same generator seed gives the same samples
+    assert torch.equal(
+        m.sample(10, torch.Generator().manual_seed(3)),
+        m.sample(10, torch.Generator().manual_seed(3)),
+    )
+
+
+def test_bic_matches_sklearn_formula() -> None:
+    ds = load_dataset("ring8")
+    m = GMM(GMMConfig(components=8), (2,))
+    m.fit(ds.train)
+    sk = GaussianMixture(8, tol=1e-3, random_state=0).fit(ds.train.double().numpy())
+    assert m.n_parameters() == sk._n_parameters()
+    assert m.bic(ds.test) == pytest.approx(sk.bic(ds.test.double().numpy()), rel=1e-3)
+    worse = GMM(GMMConfig(components=2), (2,))
+    worse.fit(ds.train)
+    assert worse.bic(ds.test) > m.bic(ds.test) + 10_000  # 2 components cannot explain 8 modes
+
+
+def test_never_singular_on_degenerate_data() -> None:
+    """Constant columns and repeated points: regularised covariances keep everything finite."""
+    x = torch.zeros(500, 3, dtype=torch.float64)
+    x[:250, 0] = 1.0  # two repeated points, a constant second and third column
+    for cov in ("full", "diag"):
+        m = GMM(GMMConfig(components=4, covariance=cov), (3,))
+        m.fit(x)
+        lp = m.log_prob(x)
+        assert torch.isfinite(lp).all() and torch.isfinite(m.sample(10)).all()
+
+
+def test_float32_em_matches_float64() -> None:
+    ds = load_dataset("grid25")
+    out = []
+    for dtype in ("float64", "float32"):
+        m = GMM(GMMConfig(components=25, dtype=dtype), (2,))
+        m.fit(ds.train)
+        out.append(float(m.log_prob(ds.test).double().mean()))
+    assert abs(out[0] - out[1]) < 0.01
+
+
+def test_more_components_fit_better_until_the_truth() -> None:
+    ds = load_dataset("ring8")
+    nll = {}
+    for k in (1, 4, 8):
+        m = GMM(GMMConfig(components=k), (2,))
+        m.fit(ds.train)
+        nll[k] = -float(m.log_prob(ds.test).mean())
+    assert nll[1] > nll[4] + 1.0 > nll[8] + 2.0

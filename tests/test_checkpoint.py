@@ -1,0 +1,90 @@
+"""Run-folder files: atomic writes, safetensors only, and loading that refuses what does not fit."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import pushforward
+from pushforward.checkpoint import atomic_write_bytes, load_tensors, read_jsonl, save_tensors
+from pushforward.errors import PushforwardError
+
+
+def test_failed_write_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f.json"
+    atomic_write_bytes(target, b"old")
+
+    def boom(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(PushforwardError, match="No space left"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temporary left behind
+
+
+def test_unwritable_folder_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PushforwardError, match="cannot write"):
+        atomic_write_bytes(tmp_path / "file" / "sub" / "a.bin", b"x")
+
+
+def test_tensors_round_trip_and_tampering_is_caught(tmp_path: Path) -> None:
+    t = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([1, 2])}
+    save_tensors(tmp_path / "t.safetensors", t)
+    back = load_tensors(tmp_path / "t.safetensors")
+    assert all(torch.equal(t[k], back[k]) for k in t)
+    raw = bytearray((tmp_path / "t.safetensors").read_bytes())
+    raw[10:20] = b"\xff" * 10  # corrupt the JSON header
+    (tmp_path / "t.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(PushforwardError, match="not a valid safetensors"):
+        load_tensors(tmp_path / "t.safetensors")
+
+
+def test_torn_jsonl_line_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "m.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"ste')
+    assert read_jsonl(tmp_path / "m.jsonl") == [{"step": 1}, {"step": 2}]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    pushforward.train(
+        "gmm", data="ring8", components=8, out=tmp_path / "r", progress=False, steps=3
+    )
+    return tmp_path / "r"
+
+
+def test_load_gives_the_same_model(run_dir: Path) -> None:
+    run = pushforward.load(str(run_dir), device="cpu")
+    x = torch.randn(50, 2)
+    fresh = pushforward.load(str(run_dir), device="cpu")
+    assert torch.equal(run.model.log_prob(x), fresh.model.log_prob(x))
+    assert torch.equal(run.sample(20, seed=4), fresh.sample(20, seed=4))
+
+
+def test_load_refuses_mismatched_or_foreign_checkpoints(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "model.json").read_text())
+    (run_dir / "model.json").write_text(
+        json.dumps({**meta, "model_config": {**meta["model_config"], "components": 3}})
+    )
+    with pytest.raises(PushforwardError, match="do not match"):
+        pushforward.load(str(run_dir))
+    (run_dir / "model.json").write_text(json.dumps({**meta, "model": "resnet"}))
+    with pytest.raises(PushforwardError, match="unknown model"):
+        pushforward.load(str(run_dir))
+    (run_dir / "model.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(PushforwardError, match="format"):
+        pushforward.load(str(run_dir))
+    (run_dir / "model.json").write_text(json.dumps({**meta, "model_config": {"bogus": 1}}))
+    with pytest.raises(PushforwardError, match="bogus"):
+        pushforward.load(str(run_dir))
+    (run_dir / "model.json").write_text("{not json")
+    with pytest.raises(PushforwardError, match="not valid JSON"):
+        pushforward.load(str(run_dir))

@@ -1,0 +1,179 @@
+"""The command line end to end: every README command runs, and the run folder is as documented."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import assert_user_error
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def readme_commands() -> list[list[str]]:
+    cmds = []
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            if line.startswith("pushforward "):
+                cmds.append(shlex.split(line)[1:])
+    return cmds
+
+
+def test_readme_shows_the_main_commands() -> None:
+    firsts = {c[0] for c in readme_commands()}
+    assert {"demo", "data", "train", "sample", "eval"} <= firsts
+    assert "python -m pytest -q" in README.read_text()
+
+
+def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
+    for args in readme_commands():
+        code, _out, err = cli(*args)
+        assert code == 0, (args, err)
+    demo = json.loads((tmp_path / "pushforward-demo" / "summary.json").read_text())
+    assert demo["ring8"]["gmm"]["nll_nats"] < -4.2  # the 8 modes found: near the true entropy
+    html = (tmp_path / "pushforward-demo" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html  # self-contained
+    ev = json.loads((tmp_path / "runs" / "gmm-ring8" / "eval.json").read_text())
+    assert {
+        "nll_nats",
+        "true_nll_nats",
+        "true_entropy_nats",
+        "split",
+        "n_real",
+        "n_fake",
+        "seed",
+    } <= set(ev)
+    assert np.load(tmp_path / "ring8-samples.npy", allow_pickle=False).shape == (1000, 2)
+    assert (tmp_path / "ring8-samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readme_python_api_runs(tmp_path: Path) -> None:
+    (block,) = _blocks("python")
+    exec(compile(block, "README.md", "exec"), {})
+    assert (
+        json.loads((tmp_path / "runs" / "api-ring8" / "eval.json").read_text())["nll_nats"] < -4.2
+    )
+
+
+def test_run_folder_layout_and_values(cli, tmp_path: Path) -> None:
+    code, _, err = cli(
+        "train", "gmm", "--data", "grid25", "--components", "25", "--out", "r", "--seed", "3"
+    )
+    assert code == 0, err
+    run = tmp_path / "r"
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "model.json",
+        "samples.png",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.json",
+    ):
+        assert (run / name).is_file(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert (
+        cfg["model"] == "gmm"
+        and cfg["train"]["seed"] == 3
+        and cfg["model_config"]["components"] == 25
+    )
+    assert cfg["data"]["name"] == "grid25" and cfg["version"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all({"step", "epoch", "loss"} <= set(r) for r in rows)
+    assert rows[-1]["loss"] <= rows[0]["loss"]  # EM never decreases the likelihood
+    assert not list(run.rglob("*.tmp"))
+    code, out, _ = cli("eval", "r")
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["split"] == "test" and ev["n_real"] == 10_000 and ev["n_fake"] == 10_000
+    # samples of a good fit score close to the true entropy under the true density
+    assert abs(ev["true_nll_nats"] - ev["true_entropy_nats"]) < 0.1
+    assert "nll_nats" in out
+
+
+def test_python_module_and_console_script(tmp_path: Path) -> None:
+    for cmd in (
+        [sys.executable, "-m", "pushforward", "--version"],
+        [str(Path(sys.executable).parent / "pushforward"), "--version"],
+    ):
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert res.returncode == 0 and res.stdout.startswith("pushforward "), res
+    res = subprocess.run(
+        [sys.executable, "-m", "pushforward", "train", "gmm", "--data", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 2 and res.stderr.startswith("error:") and res.stderr.count("\n") == 1
+
+
+def test_same_seed_same_model(cli, tmp_path: Path) -> None:
+    for out in ("a", "b"):
+        assert (
+            cli(
+                "train", "gmm", "--data", "moons", "--components", "6", "--out", out, "--seed", "1"
+            )[0]
+            == 0
+        )
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_eval_on_user_data_and_user_training(cli, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.save("train.npy", rng.normal(size=(2000, 3)))
+    np.save("held.npy", rng.normal(size=(500, 3)))
+    assert cli("train", "gmm", "--data", "npy:train.npy", "--components", "2", "--out", "u")[0] == 0
+    assert_user_error(cli("eval", "u"), "no test split", "--data")
+    code, _, _err = cli("eval", "u", "--data", "npy:held.npy")
+    ev = json.loads((tmp_path / "u" / "eval.json").read_text())
+    # a standard normal in 3-D has entropy 1.5 * log(2 pi e) = 4.257 nats
+    assert code == 0 and abs(ev["nll_nats"] - 4.257) < 0.1 and ev["data"] == "npy:held.npy"
+    np.save("wrong.npy", rng.normal(size=(10, 4)))
+    assert_user_error(cli("eval", "u", "--data", "npy:wrong.npy"), "shape")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["train", "gmm", "--data", "ring8", "--components", "0"], ["--components"]),
+        (["train", "gmm", "--data", "ring8", "--covariance", "tied"], ["covariance", "full, diag"]),
+        (["train", "gmm", "--data", "ring8", "--epochs", "3"], ["--epochs", "--steps"]),
+        (["train", "gmm", "--data", "ring8", "--precision", "bf16"], ["--precision"]),
+        (["train", "gmm", "--data", "ring8", "--set", "nope=1"], ["nope", "components"]),
+        (["train", "gmm", "--data", "ring8", "--set", "tol"], ["key=value"]),
+        (["train", "gmm", "--data", "ring8", "--config", "missing.toml"], ["missing.toml"]),
+        (["train", "gmm"], ["--data is required"]),
+        (["train", "gmm", "--data", "ring8", "--device", "tpu"], ["device"]),
+        (["sample", "nowhere"], ["nowhere"]),
+        (["eval", "nowhere"], ["nowhere"]),
+        (["train", "vae", "--data", "ring8"], ["vae"]),
+        (["train", "gmm", "--data", "ring8", "--bogus"], ["--bogus"]),
+    ],
+)
+def test_bad_options_are_one_line_errors(cli, args: list[str], needles: list[str]) -> None:
+    assert_user_error(cli(*args), *needles)
+
+
+def test_existing_run_is_never_overwritten(cli, tmp_path: Path) -> None:
+    assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
+    before = (tmp_path / "r" / "model.safetensors").read_bytes()
+    assert_user_error(cli("train", "gmm", "--data", "ring8", "--out", "r"), "already holds a run")
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
+
+
+def test_sample_rejects_unknown_extension(cli) -> None:
+    assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
+    assert_user_error(cli("sample", "r", "--out", "x.jpg"), "x.jpg", ".npy")

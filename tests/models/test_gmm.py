@@ -10,17 +10,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from pushforward.data import load_dataset
+from pushforward.data.toy2d import separated_mixture
 from pushforward.models.gmm import GMM, GMMConfig
-
-
-def _separated_mixture(n: int, seed: int = 0) -> torch.Tensor:
-    """60,000 x 16 style data: 10 well-separated full-covariance Gaussians in 16-D."""
-    rng = np.random.default_rng(seed)
-    means = np.random.default_rng(123).normal(0, 8, (10, 16))
-    factors = np.random.default_rng(321).normal(0, 0.4, (10, 16, 16)) + np.eye(16)
-    k = rng.integers(0, 10, n)
-    x = means[k] + np.einsum("nde,ne->nd", factors[k], rng.standard_normal((n, 16)))
-    return torch.from_numpy(x)
 
 
 def _fit_both(train: torch.Tensor, test: torch.Tensor, k: int, cov: str) -> tuple[float, float]:
@@ -41,7 +32,7 @@ def test_agrees_with_sklearn_on_toy_sets(name: str, k: int, cov: str) -> None:
 
 @pytest.mark.parametrize("cov", ["full", "diag"])
 def test_agrees_with_sklearn_on_60000_by_16(cov: str) -> None:
-    x = _separated_mixture(70_000)
+    x = separated_mixture(70_000)
     ours, theirs = _fit_both(x[:60_000], x[60_000:], 10, cov)
     assert abs(ours - theirs) < 0.01, (ours, theirs)
 
@@ -69,7 +60,7 @@ def test_log_prob_is_the_mixture_density() -> None:
 
 @pytest.mark.parametrize("cov", ["full", "diag"])
 def test_samples_reproduce_the_fitted_moments(cov: str) -> None:
-    x = _separated_mixture(20_000)[:, :4]
+    x = separated_mixture(20_000)[:, :4]
     m = GMM(GMMConfig(components=3, covariance=cov), (4,))
     m.fit(x)
     s = m.sample(200_000, torch.Generator().manual_seed(1)).double()

@@ -149,9 +149,11 @@ def load_npy(path: Path) -> tuple[str, torch.Tensor]:
         raise PushforwardError(
             f"npy:{path}: not a valid .npy file ({e}); re-save it with numpy.save"
         ) from None
-    except (OSError, EOFError) as e:
+    except (
+        Exception
+    ) as e:  # numpy raises many types for a bad header (SyntaxError, TokenError, ...)
         raise PushforwardError(
-            f"npy:{path}: truncated or unreadable .npy file ({e}); re-save it"
+            f"npy:{path}: truncated or unreadable .npy file ({type(e).__name__}: {e}); re-save it"
         ) from None
     if not isinstance(arr, np.ndarray):
         raise PushforwardError(f"npy:{path}: is an .npz archive; save one array with numpy.save")

@@ -131,3 +131,17 @@ def toy_split(name: str, split: str, n: int | None = None) -> torch.Tensor:
     stream = sum(ord(c) * 31**i for i, c in enumerate(name)) % 2**31
     rng = np.random.default_rng([stream, 0 if split == "train" else 1])
     return torch.from_numpy(TOY_SETS[name].sample(rng, n).astype(np.float32))  # [n, 2]
+
+
+def separated_mixture(n: int, dim: int = 16, k: int = 10, seed: int = 0) -> torch.Tensor:
+    """n points [n, dim] from k well-separated full-covariance Gaussians (float64).
+
+    A higher-dimensional test bed for the GMM: its components (means ~ N(0, 8^2 I)) and
+    covariances are fixed; ``seed`` only changes which points are drawn.
+    """
+    means = np.random.default_rng(123).normal(0, 8, (k, dim))
+    factors = np.random.default_rng(321).normal(0, 0.4, (k, dim, dim)) + np.eye(dim)
+    rng = np.random.default_rng(seed)
+    comp = rng.integers(0, k, n)
+    x = means[comp] + np.einsum("nde,ne->nd", factors[comp], rng.standard_normal((n, dim)))
+    return torch.from_numpy(x)

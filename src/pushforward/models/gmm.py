@@ -31,6 +31,7 @@ class GMMConfig:
 
 DEFAULT_EM_STEPS = 100
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_CHUNK_BYTES = 256 * 2**20  # cap on the [K, chunk, D] temporary of the full-covariance E-step
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -125,6 +126,14 @@ class GMM(nn.Module):
         self._refresh()
         return result
 
+    def _chunks(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Row chunks of x small enough that the E-step's temporaries stay within memory bounds."""
+        k, d = self.means.shape
+        per_row = (
+            k * d * x.element_size() if self.config.covariance == "full" else k * x.element_size()
+        )
+        return x.split(max(1, min(self.config.chunk_size, _CHUNK_BYTES // per_row)))
+
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), -1).to(self.means)  # [N, D]
 
@@ -149,9 +158,7 @@ class GMM(nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-density of each example: x [N, *shape] -> [N] (in the EM dtype)."""
         x = self._flat(x)
-        return torch.cat(
-            [torch.logsumexp(self._log_joint(c), 1) for c in x.split(self.config.chunk_size)]
-        )
+        return torch.cat([torch.logsumexp(self._log_joint(c), 1) for c in self._chunks(x)])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -186,10 +193,12 @@ class GMM(nn.Module):
         means = resp.T @ x / nk[:, None]  # [K, D]
         reg = self.config.reg_covar
         if self.config.covariance == "full":
-            covs = torch.empty_like(self.covariances)
-            for k in range(len(nk)):
-                diff = x - means[k]
-                covs[k] = (resp[:, k, None] * diff).T @ diff / nk[k]
+            covs = torch.zeros_like(self.covariances)
+            for xc, rc in zip(self._chunks(x), self._chunks(resp), strict=True):
+                for k in range(len(nk)):
+                    diff = xc - means[k]  # [chunk, D]
+                    covs[k] += (rc[:, k, None] * diff).T @ diff
+            covs /= nk[:, None, None]
             covs.diagonal(dim1=-2, dim2=-1).add_(reg)
         else:
             sq = resp.T @ x.pow(2) / nk[:, None]
@@ -202,7 +211,7 @@ class GMM(nn.Module):
     def _e_step(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean log-likelihood and responsibilities [N, K] under the current parameters."""
         total, resps = 0.0, []
-        for c in x.split(self.config.chunk_size):
+        for c in self._chunks(x):
             lj = self._log_joint(c)
             norm = torch.logsumexp(lj, 1, keepdim=True)
             total += float(norm.sum())

@@ -1,0 +1,92 @@
+"""Fuzzed parsers: any bytes give either data or a PushforwardError, never another exception."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pushforward.data import idx
+from pushforward.data.images import load_npy
+from pushforward.errors import PushforwardError
+
+from .builders import idx_bytes
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    """Valid IDX files with bytes flipped, cut or appended, plus plain noise."""
+    valid = idx_bytes(np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4))
+
+    def mutate(data: tuple[int, int, bytes]) -> bytes:
+        pos, cut, extra = data
+        b = bytearray(valid)
+        b[pos % len(b)] ^= 0xFF
+        return bytes(b[: max(0, len(b) - cut)]) + extra
+
+    return st.one_of(
+        st.binary(max_size=64),
+        st.tuples(st.integers(0, 100), st.integers(0, 30), st.binary(max_size=8)).map(mutate),
+    )
+
+
+@FUZZ
+@given(_mutations(), st.booleans())
+def test_idx_parser_never_crashes(raw: bytes, gz: bool) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "f-idx3-ubyte"
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+        try:
+            arr = idx.read_idx_images(path, "fix")
+        except PushforwardError as e:
+            assert str(path) in str(e)
+        else:
+            assert arr.dtype == np.uint8 and arr.ndim == 4
+
+
+@FUZZ
+@given(st.binary(max_size=4000))
+def test_cifar_parser_never_crashes(raw: bytes) -> None:
+    try:
+        x, y = idx.parse_cifar_batch(raw, "batch.bin", "fix")
+    except PushforwardError as e:
+        assert "batch.bin" in str(e)
+    else:
+        assert x.shape[1:] == (3, 32, 32) and len(x) == len(y)
+
+
+def _npy_mutations() -> st.SearchStrategy[bytes]:
+    buf = io.BytesIO()
+    np.save(buf, np.arange(12.0).reshape(6, 2))
+    valid = buf.getvalue()
+
+    def mutate(data: tuple[int, int, int]) -> bytes:
+        pos, val, cut = data
+        b = bytearray(valid)
+        b[pos % len(b)] = val
+        return bytes(b[: len(b) - cut])
+
+    return st.one_of(
+        st.binary(max_size=200),
+        st.tuples(st.integers(0, 200), st.integers(0, 255), st.integers(0, 40)).map(mutate),
+    )
+
+
+@FUZZ
+@given(_npy_mutations())
+def test_npy_loader_never_crashes(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.npy"
+        path.write_bytes(raw)
+        try:
+            kind, x = load_npy(path)
+        except PushforwardError as e:
+            assert str(path) in str(e)
+        else:
+            assert kind in ("points", "images") and x.isfinite().all()

@@ -43,6 +43,9 @@ def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
         assert code == 0, (args, err)
     demo = json.loads((tmp_path / "pushforward-demo" / "summary.json").read_text())
     assert demo["ring8"]["gmm"]["nll_nats"] < -4.2  # the 8 modes found: near the true entropy
+    assert demo["ring8"]["gan"]["modes"] >= 6 and demo["ring8"]["vae"]["modes"] >= 6
+    assert demo["digits"]["vae"]["elbo"] > -30  # untrained: about -44
+    assert set(demo["digits"]) == set(demo["ring8"]) == {"gmm", "vae", "gan"}
     html = (tmp_path / "pushforward-demo" / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html  # self-contained
     ev = json.loads((tmp_path / "runs" / "gmm-ring8" / "eval.json").read_text())
@@ -56,15 +59,18 @@ def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
         "seed",
     } <= set(ev)
     assert np.load(tmp_path / "ring8-samples.npy", allow_pickle=False).shape == (1000, 2)
-    assert (tmp_path / "ring8-samples.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("ring8-samples.png", "digits-recon.png", "digits-interp.png", "dcgan-digits.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    vae = json.loads((tmp_path / "runs" / "vae-digits" / "eval.json").read_text())
+    assert vae["elbo"] == pytest.approx(vae["recon_nats"] - vae["kl_nats"], abs=1e-3)
 
 
 def test_readme_python_api_runs(tmp_path: Path) -> None:
     (block,) = _blocks("python")
     exec(compile(block, "README.md", "exec"), {})
-    assert (
-        json.loads((tmp_path / "runs" / "api-ring8" / "eval.json").read_text())["nll_nats"] < -4.2
-    )
+    runs = tmp_path / "runs"
+    assert json.loads((runs / "api-gmm" / "eval.json").read_text())["nll_nats"] < -4.2
+    assert json.loads((runs / "api-vae" / "eval.json").read_text())["elbo"] < 0
 
 
 def test_run_folder_layout_and_values(cli, tmp_path: Path) -> None:
@@ -159,7 +165,11 @@ def test_eval_on_user_data_and_user_training(cli, tmp_path: Path) -> None:
         (["train", "gmm", "--data", "ring8", "--device", "tpu"], ["device"]),
         (["sample", "nowhere"], ["nowhere"]),
         (["eval", "nowhere"], ["nowhere"]),
-        (["train", "vae", "--data", "ring8"], ["vae"]),
+        (["train", "rbm", "--data", "ring8"], ["rbm"]),
+        (["train", "vae", "--data", "ring8", "--arch", "conv"], ["--arch conv"]),
+        (["train", "vae", "--data", "ring8", "--binarize", "static"], ["--binarize"]),
+        (["train", "gan", "--data", "ring8", "--d-steps", "0"], ["--d-steps"]),
+        (["train", "vae", "--data", "ring8", "--epochs", "1", "--steps", "1"], ["not both"]),
         (["train", "gmm", "--data", "ring8", "--bogus"], ["--bogus"]),
     ],
 )
@@ -177,3 +187,8 @@ def test_existing_run_is_never_overwritten(cli, tmp_path: Path) -> None:
 def test_sample_rejects_unknown_extension(cli) -> None:
     assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
     assert_user_error(cli("sample", "r", "--out", "x.jpg"), "x.jpg", ".npy")
+
+
+def test_recon_needs_an_encoder(cli) -> None:
+    assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
+    assert_user_error(cli("sample", "r", "--recon"), "--recon", "encoder")

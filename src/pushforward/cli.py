@@ -6,11 +6,13 @@ A user error (PushforwardError or a bad flag) prints one ``error: ...`` line and
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
+import torch
 
 from . import __version__
 from .checkpoint import atomic_write_bytes
@@ -61,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default=None, help="FILE.png (picture) or FILE.npy (raw samples)")
+    what = sample.add_mutually_exclusive_group()
+    what.add_argument(
+        "--recon", action="store_true", help="vae: n held-out examples beside their reconstructions"
+    )
+    what.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="vae: decoded lines in z between n pairs of examples",
+    )
+    sample.add_argument("--steps", type=int, default=8, help="points along each --interpolate line")
 
     ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
     ev.add_argument("run")
@@ -89,24 +101,37 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     from . import plots
     from .runs import Run
 
+    if args.n < 1 or args.steps < 2:
+        raise PushforwardError("-n must be at least 1 and --steps at least 2")
     run = Run.load(args.run)
-    x = run.sample(args.n, args.seed)
-    out = Path(args.out) if args.out else run.path / f"samples-n{args.n}-seed{args.seed}.png"
+    nrow = None
+    if args.recon:
+        orig, rec = run.reconstructions(args.n, args.seed)
+        nrow = min(args.n, 8)  # rows alternate: originals, then their reconstructions
+        x = torch.cat(
+            [torch.cat([orig[i : i + nrow], rec[i : i + nrow]]) for i in range(0, len(orig), nrow)]
+        )
+        kind = "reconstructions"
+    elif args.interpolate:
+        x, nrow, kind = (
+            run.interpolations(args.n, args.steps, args.seed),
+            args.steps,
+            "interpolations",
+        )
+    else:
+        x, kind = run.sample(args.n, args.seed), "samples"
+    out = Path(args.out) if args.out else run.path / f"{kind}-n{args.n}-seed{args.seed}.png"
     if out.suffix == ".npy":
-        import io
-
         buf = io.BytesIO()
         np.save(buf, x.numpy(), allow_pickle=False)
         atomic_write_bytes(out, buf.getvalue())
     elif out.suffix == ".png":
         ref = run.data.train[:20000].cpu()
-        plots.write(
-            out,
-            plots.samples_figure(x, ref, f"{run.model_name}: {args.n} samples", run.data.log_prob),
-        )
+        title = f"{run.model_name}: {kind}"
+        plots.write(out, plots.samples_figure(x, ref, title, run.data.log_prob, nrow=nrow))
     else:
         raise PushforwardError(f"--out {out}: unknown file type; use FILE.png or FILE.npy")
-    print(f"wrote {out} ({args.n} samples)")
+    print(f"wrote {out} ({len(x)} {kind})")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

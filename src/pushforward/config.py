@@ -41,7 +41,10 @@ class TrainConfig:
     test_data: str | None = option(None, "held-out data for a user's own --data")
     data_dir: str | None = option(None, "folder searched first for image data sets")
     binarize: str = option(
-        "none", "binarize images for Bernoulli likelihoods", ("none", "dynamic", "static")
+        "auto",
+        "binarize images for Bernoulli likelihoods (auto: dynamic when the model's likelihood "
+        "is bernoulli, else none)",
+        ("auto", "none", "dynamic", "static"),
     )
     epochs: int | None = option(None, "passes over the training data")
     steps: int | None = option(None, "optimisation steps (EM iterations for gmm)")
@@ -49,7 +52,9 @@ class TrainConfig:
     seed: int = option(0, "seed for weights, data order and sampling")
     device: str = option("auto", "where to train", ("auto", "cpu", "cuda"))
     precision: str = option("fp32", "training precision", ("fp32", "bf16"))
-    log_every: int = option(10, "steps between metrics.jsonl rows")
+    log_every: int = option(50, "steps between metrics.jsonl rows")
+    checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
+    tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
 
 
 def _field_type(cls: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -37,8 +37,8 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> n
     return out[0] if c == 1 else out.transpose(1, 2, 0)
 
 
-def png_bytes_of_grid(images: torch.Tensor, scale: int = 4) -> bytes:
-    arr = image_grid(images)
+def png_bytes_of_grid(images: torch.Tensor, nrow: int | None = None, scale: int = 4) -> bytes:
+    arr = image_grid(images, nrow)
     im = Image.fromarray(arr)
     im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
@@ -113,9 +113,15 @@ def density_bytes(log_prob: LogDensity, reference: torch.Tensor, title: str) -> 
     return _fig_bytes(fig)
 
 
-def curve_bytes(steps: Sequence[float], values: Sequence[float], ylabel: str, title: str) -> bytes:
+def curve_bytes(
+    steps: Sequence[float], series: Mapping[str, Sequence[float]], ylabel: str, title: str
+) -> bytes:
+    """Training curves: one line per named series against the step."""
     fig, ax = plt.subplots(figsize=(4, 3))
-    ax.plot(steps, values, marker="." if len(steps) < 50 else None)
+    for name, values in series.items():
+        ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=name)
+    if len(series) > 1:
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -123,8 +129,37 @@ def curve_bytes(steps: Sequence[float], values: Sequence[float], ylabel: str, ti
     return _fig_bytes(fig)
 
 
+def latent_bytes(z: torch.Tensor, labels: torch.Tensor | None, title: str) -> bytes:
+    """Encoder means [N, d] as a scatter coloured by class; the top two principal components when
+    d > 2, so any latent size can be looked at."""
+    z = z.detach().float().cpu()
+    axes = "z1", "z2"
+    if z.shape[1] > 2:
+        zc = z - z.mean(0)
+        _, _, v = torch.linalg.svd(zc, full_matrices=False)
+        z, axes = zc @ v[:2].T, ("PC 1", "PC 2")
+    elif z.shape[1] == 1:
+        z = torch.cat([z, torch.zeros_like(z)], 1)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    if labels is None:
+        sc = ax.scatter(z[:, 0], z[:, 1], s=4, alpha=0.7, linewidths=0)
+    else:
+        c = labels.numpy()
+        sc = ax.scatter(z[:, 0], z[:, 1], c=c, cmap="tab10", s=4, alpha=0.7, linewidths=0)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax, ticks=range(int(labels.max()) + 1))
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title)
+    return _fig_bytes(fig)
+
+
 def samples_figure(
-    samples: torch.Tensor, reference: torch.Tensor, title: str, density: LogDensity | None = None
+    samples: torch.Tensor,
+    reference: torch.Tensor,
+    title: str,
+    density: LogDensity | None = None,
+    nrow: int | None = None,
 ) -> bytes:
     """The picture of a model's samples: a scatter over the data (its first two coordinates) for
     points, an image grid for images."""
@@ -132,7 +167,7 @@ def samples_figure(
         exact = density if samples.shape[1] == 2 else None
         return scatter_bytes(samples[:, :2], reference[:, :2], title, exact)
     if samples.dim() == 4:
-        return png_bytes_of_grid(samples[:64])
+        return png_bytes_of_grid(samples if nrow else samples[:64], nrow)
     raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}")
 
 

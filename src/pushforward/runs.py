@@ -6,6 +6,7 @@ checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +28,31 @@ WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png
 CHECKPOINTS = "checkpoints"
 
 
-def prepare_data(tcfg: TrainConfig) -> Dataset:
-    """The data exactly as training sees it: static binarization is applied here, once.
+def resolve_binarize(mode: str, mcfg: Any, kind: str) -> str:
+    """``auto`` becomes ``dynamic`` for a Bernoulli likelihood on images, else ``none``."""
+    if mode != "auto":
+        return mode
+    bernoulli = getattr(mcfg, "likelihood", None) == "bernoulli"
+    return "dynamic" if bernoulli and kind == "images" else "none"
 
-    With dynamic binarization training redraws pixels per batch, and the held-out split is
-    binarized once with a fixed seed so that evaluations are comparable.
-    """
-    ds = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
-    if tcfg.binarize == "static":
-        ds = ds.binarized(seed=0)
-    elif tcfg.binarize == "dynamic":
-        test = ds.binarized(seed=1).test if ds.test is not None else None
-        ds = Dataset(
-            ds.name,
-            ds.kind,
-            ds.train,
-            test,
-            ds.source,
-            ds.train_labels,
-            ds.test_labels,
-            ds.log_prob,
-        )
-        if ds.kind != "images":
-            raise PushforwardError(f"--binarize applies to images; {ds.name!r} is 2-D points")
-    return ds
+
+def binarize(ds: Dataset, mode: str) -> Dataset:
+    """Apply ``--binarize``: static draws every pixel once; dynamic leaves the training images
+    to be redrawn per batch and binarizes the held-out split once, with a fixed seed, so that
+    evaluations are comparable."""
+    if mode in ("none", "auto"):
+        return ds
+    if ds.kind != "images":
+        raise PushforwardError(f"--binarize {mode} applies to images; {ds.name!r} is points")
+    if mode == "static":
+        return ds.binarized(seed=0)
+    test = ds.binarized(seed=1).test if ds.test is not None else None
+    return replace(ds, test=test)
+
+
+def prepare_data(tcfg: TrainConfig) -> Dataset:
+    """The data exactly as training saw it."""
+    return binarize(load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data), tcfg.binarize)
 
 
 def save_model(run_dir: Path, name: str, model: Any, mcfg: Any, info: dict[str, Any]) -> None:
@@ -124,7 +126,7 @@ class Run:
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.model.buffers())).device
+        return next(iter(self.model.state_dict().values())).device
 
     @property
     def data(self) -> Dataset:
@@ -142,6 +144,39 @@ class Run:
             raise PushforwardError(f"-n {n}: ask for at least one sample")
         g = torch.Generator().manual_seed(seed)
         return self.model.sample(n, generator=g).cpu()  # type: ignore[operator]
+
+    def _encoder_model(self, what: str) -> Any:
+        if not hasattr(self.model, "reconstruct"):
+            raise PushforwardError(
+                f"{what} needs a model with an encoder (vae); {self.model_name} has none"
+            )
+        return self.model
+
+    def _held_out(self, n: int, seed: int) -> torch.Tensor:
+        x = self.data.test if self.data.test is not None else self.data.train
+        return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
+
+    def reconstructions(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n held-out examples, their reconstructions), each [n, *shape], on the CPU."""
+        model = self._encoder_model("--recon")
+        x = self._held_out(n, seed)
+        return x.cpu(), model.reconstruct(x).cpu()
+
+    def interpolations(self, pairs: int, steps: int = 8, seed: int = 0) -> torch.Tensor:
+        """Decoded straight lines in z between pairs of held-out examples: [pairs * steps, *shape]."""
+        model = self._encoder_model("--interpolate")
+        x = self._held_out(2 * pairs, seed)
+        return model.interpolate(x[:pairs], x[pairs:], steps).cpu()
+
+    def latents(self, n: int = 2000) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder means of up to n held-out examples [n, d] and their labels [n] (or None)."""
+        model = self._encoder_model("the latent plot")
+        d = self.data
+        x, labels = (d.test, d.test_labels) if d.test is not None else (d.train, d.train_labels)
+        x = x[:n]
+        with torch.no_grad():
+            z = model.encode(x.to(self.device))[0].cpu()
+        return z, None if labels is None else labels[:n]
 
     def evaluate(
         self,
@@ -172,7 +207,8 @@ class Run:
                 f"on {shape}; evaluate on data of the training shape"
             )
         fake = self.sample(n_fake, seed)
-        e = EvalInput(self.model, real.to(self.device), fake.to(self.device), truth)
+        name = data or self.train_config.data
+        e = EvalInput(self.model, real.to(self.device), fake.to(self.device), truth, name, seed)
         names = metrics or [m for m in METRICS if METRICS[m].applies(e) is None]
         out: dict[str, Any] = {}
         for m in names:
@@ -186,7 +222,7 @@ class Run:
             out.update(METRICS[m].compute(e))
         out.update(
             split=split,
-            data=data or self.train_config.data,
+            data=name,
             n_real=len(real),
             n_fake=n_fake,
             seed=seed,

@@ -1,12 +1,19 @@
-"""Training: one entry point for every model, writing the run folder of INTERFACE.md.
+"""Training: ONE loop for every network model, driven by the model's phases, and the EM path
+for closed-form models. Both write the run folder of INTERFACE.md.
 
-Models fitted in closed form (the GMM's EM) declare no gradient ``phases`` and provide ``fit``;
-the run folder, seeding, device, logging, checkpoint and samples are the same for every model.
+A model lists its ``phases`` (VAE: ``main``; GAN: ``D`` and ``G``) and, optionally, a
+``schedule`` (the phases of one step, e.g. ``D, D, G``). Each phase has its own optimizer; in a
+phase only that phase's modules require gradients. Losses stay on the device and are read back
+only on logging steps, so the loop never waits on the host in between.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +23,13 @@ from tqdm.auto import tqdm
 from . import __version__, dist, plots
 from .checkpoint import append_jsonl, atomic_write_json, save_tensors
 from .config import TrainConfig, as_dict, resolve
+from .data import Dataset, InMemoryLoader, load_dataset
 from .errors import PushforwardError
 from .models import MODELS
 from .models.gmm import DEFAULT_EM_STEPS
-from .runs import CHECKPOINTS, CONFIG, HISTORY, SAMPLES, Run, prepare_data, save_model
+from .runs import CHECKPOINTS, CONFIG, HISTORY, SAMPLES, Run, binarize, resolve_binarize, save_model
+
+DEFAULT_EPOCHS = 10
 
 
 def _model_class(name: str) -> Any:
@@ -57,8 +67,36 @@ def _claim_run_dir(out: str | Path | None, model: str, data: str, overwrite: boo
     return path
 
 
+class _Logger:
+    """metrics.jsonl rows (and TensorBoard scalars when asked), from rank 0 only."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.path, self.writer = run_dir / HISTORY, None
+        if tensorboard and dist.is_main():
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise PushforwardError(
+                    "--tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if not dist.is_main():
+            return
+        append_jsonl(self.path, row)
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.writer.add_scalar(k, v, row["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def _fit_em(
-    model: Any, x: torch.Tensor, tcfg: TrainConfig, run_dir: Path, progress: bool
+    model: Any, x: torch.Tensor, tcfg: TrainConfig, log: _Logger, progress: bool
 ) -> dict[str, Any]:
     """EM on the full training tensor, one metrics.jsonl row per iteration."""
     if tcfg.epochs is not None:
@@ -70,8 +108,6 @@ def _fit_em(
             "--precision applies to network models; gmm's EM arithmetic is set by --dtype"
         )
     steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS
-    if steps < 1:
-        raise PushforwardError(f"--steps {steps}: must be at least 1")
     bar = tqdm(
         total=steps,
         desc=f"gmm {tcfg.data}",
@@ -80,27 +116,166 @@ def _fit_em(
     )
     start = time.perf_counter()
 
-    def log(it: int, ll: float) -> None:
+    def on_iteration(it: int, ll: float) -> None:
         bar.update(1)
         bar.set_postfix(loglik=f"{ll:.4f}")
-        if dist.is_main():
-            append_jsonl(
-                run_dir / HISTORY,
-                {
-                    "step": it,
-                    "epoch": it,
-                    "loss": -ll,
-                    "log_likelihood": ll,
-                    "seconds": round(time.perf_counter() - start, 4),
-                },
-            )
+        log(
+            {
+                "step": it,
+                "epoch": it,
+                "loss": -ll,
+                "log_likelihood": ll,
+                "seconds": round(time.perf_counter() - start, 4),
+            }
+        )
 
     info = model.fit(
-        x, max_iter=steps, generator=torch.Generator().manual_seed(tcfg.seed), callback=log
+        x, max_iter=steps, generator=torch.Generator().manual_seed(tcfg.seed), callback=on_iteration
     )
     bar.close()
     info["seconds"] = time.perf_counter() - start
     return info
+
+
+def _batches(loader: InMemoryLoader, start_epoch: int = 0) -> Iterator[torch.Tensor]:
+    """An endless stream of batches, epoch after epoch."""
+    epoch = start_epoch
+    while True:
+        yield from loader.epoch(epoch)
+        epoch += 1
+
+
+def _train_only(model: Any, phase: str) -> None:
+    """Gradients flow into this phase's modules only (the G step must not train D)."""
+    for p in model.phases:
+        for m in model.phase_modules(p):
+            m.requires_grad_(p == phase)
+
+
+def _save_checkpoint(
+    run_dir: Path, model: Any, opts: dict[str, torch.optim.Optimizer], meta: dict[str, Any]
+) -> None:
+    """checkpoints/last.*: every tensor (weights, optimizer moments, RNG) in safetensors, the
+    rest (step, epoch, optimizer hyper-parameters) in JSON. Nothing is pickled."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    groups = {}
+    for phase, opt in opts.items():
+        sd = opt.state_dict()
+        groups[phase] = sd["param_groups"]
+        for pid, state in sd["state"].items():
+            for k, v in state.items():
+                tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    save_tensors(run_dir / CHECKPOINTS / "last.safetensors", tensors)
+    atomic_write_json(
+        run_dir / CHECKPOINTS / "last.json",
+        {**meta, "optimizer_param_groups": groups, "version": __version__},
+    )
+
+
+def _fit_gradient(
+    model: Any,
+    data: Dataset,
+    tcfg: TrainConfig,
+    run_dir: Path,
+    log: _Logger,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """The one gradient loop: for each step, each phase of the schedule takes a batch, its loss,
+    and a step of its own optimizer."""
+    loader = InMemoryLoader(
+        data.train.to(device),
+        tcfg.batch_size,
+        tcfg.seed,
+        rank=dist.rank(),
+        world=dist.world_size(),
+        dynamic_binarize=tcfg.binarize == "dynamic",
+    )
+    schedule = tuple(getattr(model, "schedule", model.phases))
+    if tcfg.steps is not None and tcfg.epochs is not None:
+        raise PushforwardError("give --steps or --epochs, not both")
+    if tcfg.steps is not None:
+        total = tcfg.steps
+    else:
+        total = math.ceil(
+            (tcfg.epochs if tcfg.epochs is not None else DEFAULT_EPOCHS)
+            * len(loader)
+            / len(schedule)
+        )
+    if total < 1:
+        raise PushforwardError(
+            "the training budget is empty; give --steps or --epochs of at least 1"
+        )
+    if tcfg.log_every < 1 or tcfg.checkpoint_every < 1:
+        raise PushforwardError("--log-every and --checkpoint-every must be at least 1")
+    opts = model.optimizers()
+    bf16 = tcfg.precision == "bf16"
+    multi = len(model.phases) > 1
+    stream = _batches(loader)
+    sums: dict[str, torch.Tensor] = {}
+    count = seen = batches = 0
+    start = last = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        desc=f"{type(model).__name__.lower()} {tcfg.data}",
+        disable=not progress or not dist.is_main(),
+        leave=False,
+    )
+    model.train()
+    for step in range(1, total + 1):
+        for phase in schedule:
+            x = next(stream)
+            _train_only(model, phase)
+            ctx = (
+                torch.autocast(device.type, dtype=torch.bfloat16)
+                if bf16
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                out = model.loss(x, phase)
+            opt = opts[phase]
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            for k, v in out.items():
+                key = f"{phase}_{k}" if multi else k
+                sums[key] = sums[key] + v.detach() if key in sums else v.detach().float()
+            seen += len(x)
+            batches += 1
+        count += 1
+        bar.update(1)
+        if step % tcfg.log_every == 0 or step == total:
+            now = time.perf_counter()
+            row: dict[str, Any] = {
+                k: float(v) / count for k, v in sums.items()
+            }  # the one host sync
+            if multi:
+                row["loss"] = row[f"{schedule[-1]}_loss"]
+            row.update(
+                step=step,
+                epoch=round(batches / len(loader), 4),
+                seconds=round(now - start, 3),
+                images_per_sec=round(seen / (now - last), 1),
+            )
+            log(row)
+            bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_sec']:.0f}")
+            sums, count, seen, last = {}, 0, 0, now
+        if (step % tcfg.checkpoint_every == 0 or step == total) and dist.is_main():
+            _save_checkpoint(
+                run_dir,
+                model,
+                opts,
+                {
+                    "step": step,
+                    "epoch": batches / len(loader),
+                    "finished": step == total,
+                    "total_steps": total,
+                },
+            )
+    bar.close()
+    model.requires_grad_(True)  # leave no phase frozen
+    return {"steps": total, "epochs": batches / len(loader), "seconds": time.perf_counter() - start}
 
 
 def fit(
@@ -119,10 +294,16 @@ def fit(
             "--data is required, e.g. --data ring8 (see `pushforward data list`)"
         )
     device = dist.resolve_device(tcfg.device)
-    data = prepare_data(tcfg)
+    raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
+    if hasattr(cls, "resolve_config"):
+        mcfg = cls.resolve_config(mcfg, raw.kind)
+    tcfg = replace(tcfg, binarize=resolve_binarize(tcfg.binarize, mcfg, raw.kind))
+    data = binarize(raw, tcfg.binarize)
     run_dir = _claim_run_dir(out, model_name, tcfg.data, overwrite)
     torch.manual_seed(tcfg.seed + dist.rank())
     model = cls(mcfg, data.shape).to(device)
+    if data.kind == "points" and hasattr(model, "standardize"):
+        model.standardize.fit(data.train.to(device))
     atomic_write_json(
         run_dir / CONFIG,
         {
@@ -141,32 +322,36 @@ def fit(
             },
             "device": str(device),
             "world_size": dist.world_size(),
+            "parameters": sum(p.numel() for p in model.parameters()),
         },
     )
-    info = _fit_em(model, data.train.to(device), tcfg, run_dir, progress)
-    if dist.is_main():
-        save_model(run_dir, model_name, model, mcfg, info)
-        ckpt = run_dir / CHECKPOINTS
-        save_tensors(
-            ckpt / "last.safetensors", {**model.state_dict(), "rng.torch": torch.get_rng_state()}
-        )
-        atomic_write_json(
-            ckpt / "last.json",
-            {
-                "step": info["iterations"],
-                "epoch": info["iterations"],
-                "finished": True,
-                "model": model_name,
-                "version": __version__,
-            },
-        )
+    log = _Logger(run_dir, tcfg.tensorboard)
+    try:
+        if model.phases:
+            info = _fit_gradient(model, data, tcfg, run_dir, log, device, progress)
+        else:
+            info = _fit_em(model, data.train.to(device), tcfg, log, progress)
+            if dist.is_main():
+                save_tensors(
+                    run_dir / CHECKPOINTS / "last.safetensors",
+                    {**model.state_dict(), "rng.torch": torch.get_rng_state()},
+                )
+                atomic_write_json(
+                    run_dir / CHECKPOINTS / "last.json",
+                    {"step": info["iterations"], "finished": True, "version": __version__},
+                )
+    finally:
+        log.close()
     run = Run(run_dir, model_name, model, tcfg, mcfg)
     run._data = data
     if dist.is_main():
+        save_model(run_dir, model_name, model, mcfg, info)
         n = 1000 if data.kind == "points" else 64
-        fake = run.sample(n, seed=tcfg.seed)
         png = plots.samples_figure(
-            fake, data.train[:20000].cpu(), f"{model_name} samples", data.log_prob
+            run.sample(n, seed=tcfg.seed),
+            data.train[:20000].cpu(),
+            f"{model_name} samples",
+            data.log_prob,
         )
         plots.write(run_dir / SAMPLES, png)
     dist.barrier()
@@ -185,7 +370,7 @@ def train(
     **options: Any,
 ) -> Run:
     """Train from Python with the CLI's options as keywords, e.g.
-    ``pushforward.train("gmm", data="ring8", components=8)``."""
+    ``pushforward.train("vae", data="digits", epochs=5)``."""
     cls = _model_class(model)
     if data is not None:
         options["data"] = data

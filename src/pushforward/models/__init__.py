@@ -1,10 +1,16 @@
-"""The model registry: one literal dict, feeding the CLI's choices."""
+"""The model registry: one literal dict, feeding the CLI's choices.
+
+Every model class has a ``Config`` dataclass, ``phases`` (empty for closed-form fits), a
+constructor ``(config, data_shape)`` and ``sample(n, generator)``. Gradient models add
+``loss(batch, phase)``, ``optimizers()`` and ``phase_modules(phase)``; the GMM adds ``fit``.
+"""
 
 from typing import Any
 
+from .gan import GAN, GANConfig
 from .gmm import GMM, GMMConfig
+from .vae import VAE, VAEConfig
 
-# name -> model class; each class has ``Config``, ``phases``, ``sample`` and a (data_shape) ctor
-MODELS: dict[str, Any] = {"gmm": GMM}
+MODELS: dict[str, Any] = {"gmm": GMM, "vae": VAE, "gan": GAN}
 
-__all__ = ["GMM", "MODELS", "GMMConfig"]
+__all__ = ["GAN", "GMM", "MODELS", "VAE", "GANConfig", "GMMConfig", "VAEConfig"]

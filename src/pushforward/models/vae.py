@@ -1,0 +1,193 @@
+"""The Variational Autoencoder: a Gaussian base z ~ p(z) pushed through a decoder network, trained
+by maximising the ELBO with an amortised Gaussian encoder q(z|x) and the reparameterisation trick.
+
+ELBO(x) = E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)), reported in nats per example.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import option
+from ..errors import PushforwardError
+from .nets import Standardize, decoder, encoder
+from .priors import PRIORS, Prior
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = option(16, "size of z")
+    arch: str = option("mlp", "network family", ("mlp", "conv"))
+    hidden: int = option(512, "MLP width, or the first conv layer's channels")
+    depth: int = option(2, "hidden layers of each MLP")
+    likelihood: str = option(
+        "auto",
+        "p(x|z); auto: bernoulli for images, gaussian for points",
+        ("auto", "bernoulli", "gaussian"),
+    )
+    decoder_var: str = option(
+        "learned",
+        "gaussian p(x|z) variance: learned per dimension, one learned scalar, fixed, or "
+        "output by the decoder",
+        ("learned", "global", "fixed", "output"),
+    )
+    decoder_std: float = option(
+        0.1, "the std of a fixed gaussian p(x|z), and the start of a learned one"
+    )
+    prior: str = option("normal", "p(z)", tuple(PRIORS))
+    beta: float = option(1.0, "weight of the KL term (1 = the ELBO)")
+    lr: float = option(1e-3, "Adam learning rate")
+
+
+class VAE(nn.Module):
+    """Gaussian encoder, decoder with a Bernoulli (logits) or Gaussian likelihood, prior p(z)."""
+
+    Config = VAEConfig
+    phases: tuple[str, ...] = ("main",)
+
+    @staticmethod
+    def resolve_config(cfg: VAEConfig, kind: str) -> VAEConfig:
+        """Fill the data-dependent defaults: the likelihood follows the kind of data."""
+        if cfg.likelihood == "auto":
+            cfg = replace(cfg, likelihood="bernoulli" if kind == "images" else "gaussian")
+        if cfg.arch == "conv" and kind != "images":
+            raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
+        return cfg
+
+    def __init__(self, config: VAEConfig, data_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        if config.likelihood == "auto":
+            raise ValueError("resolve_config first")  # an internal misuse, not a user error
+        for name in ("latent_dim", "hidden"):
+            if getattr(config, name) < 1:
+                raise PushforwardError(
+                    f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1"
+                )
+        self.config, self.data_shape = config, tuple(data_shape)
+        d = config.latent_dim
+        arch = config.arch if len(data_shape) == 3 else "mlp"
+        self.encoder = encoder(self.data_shape, 2 * d, arch, config.hidden, config.depth)
+        per_example_var = config.likelihood == "gaussian" and config.decoder_var == "output"
+        self.decoder = decoder(
+            d, self.data_shape, arch, config.hidden, config.depth, 2 if per_example_var else 1
+        )
+        self.prior: Prior = PRIORS[config.prior](d)
+        # points are standardized inside the model (fitted by the trainer); images stay in [0, 1]
+        self.standardize = Standardize(self.data_shape)
+        log_std = math.log(config.decoder_std)
+        n_var = {"learned": math.prod(data_shape), "global": 1}.get(config.decoder_var, 0)
+        self.log_std = (
+            nn.Parameter(torch.full((n_var,), log_std))
+            if config.likelihood == "gaussian" and n_var
+            else None
+        )
+
+    def phase_modules(self, phase: str) -> list[nn.Module]:
+        return [self]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    # ------------------------------------------------------------------ the model
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+        mu, logvar = self.encoder(self.standardize(x)).float().chunk(2, dim=-1)
+        return mu, logvar.clamp(-30, 20)
+
+    def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z [B, d] -> (mean or logits [B, *shape], log std broadcastable to it, for gaussians)."""
+        out = self.decoder(z).float()
+        if self.config.likelihood == "bernoulli":
+            return out, None
+        if self.config.decoder_var == "output":
+            mean, log_std = out.chunk(2, dim=1)
+            return mean, log_std.clamp(-7, 5)
+        if self.log_std is None:
+            return out, torch.full((1,), math.log(self.config.decoder_std), device=out.device)
+        log_std = self.log_std.clamp(-7, 5)
+        return out, log_std.view(1, *self.data_shape) if log_std.numel() > 1 else log_std
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over dimensions, in data units: [B]."""
+        out, log_std = self._decode(z)
+        if log_std is None:
+            return (
+                -F.binary_cross_entropy_with_logits(out, x.float(), reduction="none")
+                .flatten(1)
+                .sum(1)
+            )
+        y = self.standardize(x.float())
+        ll = -0.5 * ((y - out) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        return ll.flatten(1).sum(1) - self.standardize.log_scale_sum()
+
+    def elbo(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per-example ELBO and its terms, [B] each: ``elbo`` = ``recon`` - ``kl`` (beta = 1)."""
+        mu, logvar = self.encode(x)
+        eps = (
+            torch.randn(mu.shape, generator=generator).to(mu)
+            if generator is not None
+            else torch.randn_like(mu)
+        )
+        z = mu + (0.5 * logvar).exp() * eps
+        recon = self.log_likelihood(x, z)
+        kl = self.prior.analytic_kl(mu, logvar)
+        if kl is None:  # one-sample Monte Carlo KL for priors without a closed form
+            q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+            kl = q - self.prior.log_prob(z)
+        return {"elbo": recon - kl, "recon": recon, "kl": kl}
+
+    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+        """Negative (beta-)ELBO averaged over the batch, with its terms for logging."""
+        t = self.elbo(x)
+        loss = -(t["recon"] - self.config.beta * t["kl"]).mean()
+        return {
+            "loss": loss,
+            "elbo": t["elbo"].mean(),
+            "recon": t["recon"].mean(),
+            "kl": t["kl"].mean(),
+        }
+
+    # ------------------------------------------------------------------ using it
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean: pixel probabilities (Bernoulli) or the Gaussian mean."""
+        out, log_std = self._decode(z)
+        return torch.sigmoid(out) if log_std is None else self.standardize.inverse(out)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ p(z) pushed through the decoder: [n, *shape]. Points are full draws from p(x|z);
+        images are the decoder's mean (pixel probabilities), which is what one looks at."""
+        z = self.prior.sample(n, generator).to(self._device())
+        out, log_std = self._decode(z)
+        if log_std is None:
+            return torch.sigmoid(out)
+        if len(self.data_shape) == 3:
+            return self.standardize.inverse(out)
+        noise = torch.randn(out.shape, generator=generator).to(out)
+        return self.standardize.inverse(out + log_std.exp() * noise)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder mean at the encoder mean: [B, *shape] -> [B, *shape]."""
+        return self.decode_mean(self.encode(x.to(self._device()))[0])
+
+    @torch.no_grad()
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+        """Decode the straight line between the encodings of a [B, *shape] and b: [B * steps, *shape]."""
+        za, zb = self.encode(a.to(self._device()))[0], self.encode(b.to(self._device()))[0]
+        t = torch.linspace(0, 1, steps, device=za.device)[None, :, None]
+        z = za[:, None] * (1 - t) + zb[:, None] * t  # [B, steps, d]
+        return self.decode_mean(z.flatten(0, 1))
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,120 @@
+"""The one training loop: seeded runs repeat exactly, logging and checkpoints are complete, and
+every option of the loop (epochs, bf16, d_steps, tensorboard) does what it says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pushforward
+from pushforward.errors import PushforwardError
+
+
+@pytest.mark.parametrize("model", ["vae", "gan"])
+def test_same_seed_gives_the_same_weights(model: str, tmp_path: Path) -> None:
+    for out in ("a", "b"):
+        pushforward.train(model, data="moons", steps=30, out=out, progress=False, seed=5, hidden=32)
+    a, b = (
+        (tmp_path / "a" / "model.safetensors").read_bytes(),
+        (tmp_path / "b" / "model.safetensors").read_bytes(),
+    )
+    assert a == b
+    pushforward.train(model, data="moons", steps=30, out="c", progress=False, seed=6, hidden=32)
+    assert (tmp_path / "c" / "model.safetensors").read_bytes() != a
+
+
+def test_log_rows_and_checkpoint_contents(tmp_path: Path) -> None:
+    pushforward.train(
+        "gan",
+        data="ring8",
+        steps=25,
+        out="r",
+        progress=False,
+        log_every=10,
+        checkpoint_every=10,
+        d_steps=2,
+        hidden=16,
+    )
+    rows = [
+        json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in rows] == [10, 20, 25]
+    for r in rows:
+        assert {
+            "step",
+            "epoch",
+            "loss",
+            "D_loss",
+            "G_loss",
+            "D_d_real",
+            "D_d_fake",
+            "images_per_sec",
+            "seconds",
+        } <= set(r)
+        assert r["loss"] == r["G_loss"]
+    # 25 steps x (2 D batches + 1 G batch) x 128 examples of 50,000
+    assert rows[-1]["epoch"] == pytest.approx(25 * 3 * 128 / 50_000, abs=0.01)
+    meta = json.loads((tmp_path / "r" / "checkpoints" / "last.json").read_text())
+    assert (
+        meta["step"] == 25
+        and meta["finished"]
+        and set(meta["optimizer_param_groups"]) == {"D", "G"}
+    )
+    ckpt = load_file(str(tmp_path / "r" / "checkpoints" / "last.safetensors"))
+    assert any(k.startswith("opt.D.") and k.endswith("exp_avg") for k in ckpt)
+    assert any(k.startswith("opt.G.") for k in ckpt) and "rng.torch" in ckpt
+    final = load_file(str(tmp_path / "r" / "model.safetensors"))
+    assert all(torch.equal(final[k], ckpt[f"model.{k}"]) for k in final)
+
+
+def test_epochs_set_the_budget(tmp_path: Path) -> None:
+    run = pushforward.train("vae", data="digits", epochs=3, batch_size=100, out="e", progress=False)
+    rows = run.history()
+    assert rows[-1]["step"] == 3 * (1437 // 100) and rows[-1]["epoch"] == pytest.approx(3.0)
+    with pytest.raises(PushforwardError, match="not both"):
+        pushforward.train("vae", data="digits", epochs=1, steps=1, out="x", progress=False)
+
+
+def test_bf16_trains_and_stays_finite(tmp_path: Path) -> None:
+    fp32 = pushforward.train("vae", data="digits", steps=200, out="f", progress=False)
+    bf16 = pushforward.train(
+        "vae", data="digits", steps=200, out="b", progress=False, precision="bf16"
+    )
+    e32, e16 = fp32.evaluate()["elbo"], bf16.evaluate()["elbo"]
+    assert e16 > -40 and abs(e32 - e16) < 3.0, (e32, e16)
+
+
+def test_binarization_defaults_follow_the_likelihood(tmp_path: Path) -> None:
+    vae = pushforward.train("vae", data="digits", steps=2, out="v", progress=False)
+    gauss = pushforward.train(
+        "vae", data="digits", steps=2, out="g", progress=False, likelihood="gaussian"
+    )
+    gan = pushforward.train("gan", data="digits", steps=2, out="n", progress=False)
+    assert vae.train_config.binarize == "dynamic" and set(vae.data.test.unique().tolist()) == {
+        0.0,
+        1.0,
+    }
+    assert gauss.train_config.binarize == "none" and gan.train_config.binarize == "none"
+    assert (
+        json.loads((tmp_path / "v" / "config.json").read_text())["model_config"]["likelihood"]
+        == "bernoulli"
+    )
+
+
+def test_tensorboard_flag(tmp_path: Path) -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(PushforwardError, match="pip install tensorboard"):
+            pushforward.train(
+                "vae", data="moons", steps=2, out="t", progress=False, tensorboard=True
+            )
+    else:
+        pushforward.train(
+            "vae", data="moons", steps=2, out="t", progress=False, tensorboard=True, log_every=1
+        )
+        assert list((tmp_path / "t" / "tensorboard").iterdir())

@@ -15,11 +15,17 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the session, so the feature classifiers are trained once, not per test."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test runs in its own folder, with a private cache and downloads switched off."""
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
+    """Each test runs in its own folder, downloads switched off, never the user's own cache."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PUSHFORWARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PUSHFORWARD_CACHE", str(session_cache))
     monkeypatch.setenv("PUSHFORWARD_OFFLINE", "1")
     monkeypatch.delenv("PUSHFORWARD_DATA", raising=False)
 

@@ -192,3 +192,26 @@ def test_sample_rejects_unknown_extension(cli) -> None:
 def test_recon_needs_an_encoder(cli) -> None:
     assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
     assert_user_error(cli("sample", "r", "--recon"), "--recon", "encoder")
+
+
+def test_bench_trains_each_model_for_the_budget(cli, tmp_path: Path) -> None:
+    code, _, err = cli(
+        "bench", "--data", "grid25", "--models", "gmm,gan", "--budget-minutes", "0.05", "--out", "b"
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert set(report["grid25"]) == {"gmm", "gan"}
+    gmm, gan = report["grid25"]["gmm"], report["grid25"]["gan"]
+    assert gmm["modes"] == 25 and gmm["w2"] < gan["w2"]  # 25 components on 25 modes: exact
+    assert gmm["w2_floor"] < gan["w2"]
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / "b" / "runs" / "gan-grid25" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert rows[-1]["seconds"] >= 3.0  # trained until its 0.05-minute budget ran out
+    assert json.loads(
+        (tmp_path / "b" / "runs" / "gan-grid25" / "checkpoints" / "last.json").read_text()
+    )["finished"]
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "grid25" in html and html.count("data:image/png;base64,") >= 4
+    assert_user_error(cli("bench", "--data", "ring8", "--models", "gmm,flow"), "--models")

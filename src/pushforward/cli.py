@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--steps", type=int, default=8, help="points along each --interpolate line")
 
+    bench = sub.add_parser("bench", help="train models for the same time budget and compare them")
+    bench.add_argument("--data", required=True, help="data set name, as for train")
+    bench.add_argument("--models", default="gmm,vae,gan", help="comma-separated models")
+    bench.add_argument("--budget-minutes", type=float, default=2.0, help="training time per model")
+    bench.add_argument("--out", default=None, help="report folder (default bench-DATA)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound"
+    )
+    bench.add_argument(
+        "--n-real", type=int, default=None, help="use only the first N held-out examples"
+    )
+    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--data-dir", default=None)
+
     ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
     ev.add_argument("run")
     ev.add_argument(
@@ -83,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default=None, help="evaluate on other data, e.g. npy:held_out.npy")
     ev.add_argument("--n-fake", type=int, default=10_000, help="model samples for sample metrics")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound")
+    ev.add_argument(
+        "--n-real", type=int, default=None, help="use only the first N held-out examples"
+    )
     return p
 
 
@@ -139,12 +158,20 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     run = Run.load(args.run)
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    if args.n_fake < 1:
-        raise PushforwardError(f"--n-fake {args.n_fake}: must be at least 1")
-    res = run.evaluate(names, split=args.split, data=args.data, n_fake=args.n_fake, seed=args.seed)
+    res = run.evaluate(
+        names,
+        split=args.split,
+        data=args.data,
+        n_fake=args.n_fake,
+        seed=args.seed,
+        k=args.k,
+        n_real=args.n_real,
+    )
     width = max(len(k) for k in res)
-    for k, v in res.items():
-        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    for key, v in res.items():
+        if isinstance(v, list):
+            v = " ".join(f"{x:.3g}" for x in v)
+        print(f"{key:<{width}}  {v:.4f}" if isinstance(v, float) else f"{key:<{width}}  {v}")
     print(f"wrote {run.path / EVAL}")
 
 
@@ -160,6 +187,32 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(fmt.format(r["name"], shape, n(r["train"]), n(r["test"]), r["source"]))
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .report import run_bench
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise PushforwardError(f"--models {args.models!r}: choose from {', '.join(MODELS)}")
+    if args.budget_minutes <= 0:
+        raise PushforwardError(f"--budget-minutes {args.budget_minutes}: must be positive")
+    out = Path(
+        args.out or f"bench-{''.join(c if c.isalnum() or c in '-_' else '_' for c in args.data)}"
+    )
+    path = run_bench(
+        out,
+        args.data,
+        models,
+        args.budget_minutes,
+        seed=args.seed,
+        k=args.k,
+        n_real=args.n_real,
+        device=args.device,
+        data_dir=args.data_dir,
+    )
+    print(f"wrote {path} and {out / 'report.json'}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .report import run_demo
 
@@ -168,6 +221,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
+    "bench": _cmd_bench,
     "train": _cmd_train,
     "sample": _cmd_sample,
     "eval": _cmd_eval,

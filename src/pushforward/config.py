@@ -48,6 +48,7 @@ class TrainConfig:
     )
     epochs: int | None = option(None, "passes over the training data")
     steps: int | None = option(None, "optimisation steps (EM iterations for gmm)")
+    minutes: float | None = option(None, "stop after this much wall-clock training time")
     batch_size: int = option(128, "examples per step")
     seed: int = option(0, "seed for weights, data order and sampling")
     device: str = option("auto", "where to train", ("auto", "cpu", "cuda"))

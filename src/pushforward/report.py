@@ -116,12 +116,12 @@ def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]
     )
 
 
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>pushforward demo</title><style>
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
 body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 .figs{{display:flex;flex-wrap:wrap}} figure{{margin:4px}} .figs img{{height:260px;border:1px solid #ddd}}
 figcaption{{font-size:80%;max-width:300px}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-</style></head><body><h1>pushforward demo</h1>
+</style></head><body><h1>{title}</h1>
 <p>A simple Gaussian base distribution pushed forward through a map approximates complex data
 (arXiv 2503.01898). The Gaussian mixture is the explicit baseline: its density is written down and
 fitted by EM. The VAE and the GAN push z ~ N(0, I) through a neural network; their densities are
@@ -134,40 +134,120 @@ pixels, not comparable to the GMM's continuous density.</li>
 density); <code>true_entropy_nats</code> is what real test points score, the floor.</li>
 <li><code>modes</code>, <code>hq_fraction</code>, <code>reverse_kl_modes</code>: modes captured,
 fraction of samples within 3 standard deviations of a mode, KL of the mode histogram from uniform
-(PacGAN's definitions, 2,500 samples).</li></ul>
+(PacGAN's definitions, 2,500 samples).</li>
+<li>For the VAE <code>nll_nats</code> is the importance-weighted bound with <code>iwae_k</code>
+samples (an upper bound on the true NLL).</li>
+<li><code>mmd</code> (squared, Gaussian kernel, median bandwidth) and <code>w2</code> (exact
+2-Wasserstein): distances between samples and test points, on 2-D data.</li>
+<li><code>fd</code>, <code>precision</code>, <code>recall</code>, <code>density</code>,
+<code>coverage</code>, <code>class_kl</code>: in the features of a classifier trained on the
+data set (accuracy in <code>classifier_accuracy</code>); the <code>_floor</code> columns score a
+training sample against the test sample, what a perfect model would reach.</li>
+<li><code>active_units</code>, <code>kl_per_dim</code>, <code>mutual_info</code>,
+<code>agg_posterior_kl</code>, <code>prior_holes</code>: how the VAE uses its latent space and how
+far its aggregate posterior is from the N(0, I) prior; <code>prior_holes</code> is the fraction of
+prior samples landing where the aggregate posterior is thinner than at 99% of its own samples.</li></ul>
 {sections}<p>pushforward {version}, torch {torch}, {seconds:.0f} s on {device}.</p></body></html>"""
+
+
+def _fit_all(
+    out: Path, plan: list[tuple[str, str, dict[str, Any]]], eval_options: dict[str, Any]
+) -> tuple[dict[str, dict[str, Run]], dict[str, dict[str, Any]]]:
+    """Train and evaluate every (data, model, options) of the plan into out/runs/."""
+    summary: dict[str, dict[str, Any]] = {}
+    runs: dict[str, dict[str, Run]] = {}
+    for data, model, options in tqdm(plan, desc="models", unit="model"):
+        t0 = time.perf_counter()
+        run = train(
+            model, data=data, out=out / "runs" / f"{model}-{data}", overwrite=True, **options
+        )
+        train_seconds = time.perf_counter() - t0
+        res = run.evaluate(**eval_options)
+        res["train_seconds"] = round(train_seconds, 2)
+        counted = getattr(run.model, "n_parameters", None)
+        res["parameters"] = counted() if counted else sum(p.numel() for p in run.model.parameters())
+        summary.setdefault(data, {})[model] = res
+        runs.setdefault(data, {})[model] = run
+    return runs, summary
+
+
+def _write(
+    out: Path,
+    title: str,
+    runs: dict[str, dict[str, Run]],
+    summary: dict[str, Any],
+    json_name: str,
+    seconds: float,
+) -> Path:
+    sections = "".join(
+        _section(next(iter(runs[d].values())).raw_data, runs[d], summary[d]) for d in runs
+    )
+    page = PAGE.format(
+        title=html.escape(title),
+        sections=sections,
+        version=__version__,
+        torch=torch.__version__,
+        seconds=seconds,
+        device=f"CPU, {torch.get_num_threads()} threads"
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(),
+    )
+    atomic_write_bytes(out / "report.html", page.encode())
+    atomic_write_json(out / json_name, summary)
+    return out / "report.html"
 
 
 def run_demo(out: Path, plan: list[tuple[str, str, dict[str, Any]]] | None = None) -> Path:
     """Fit, evaluate and report every (data, model) of the plan into ``out``; returns report.html."""
-    plan = plan or DEMO_PLAN
     start = time.perf_counter()
-    summary: dict[str, dict[str, Any]] = {}
-    runs: dict[str, dict[str, Run]] = {}
-    for data, model, options in tqdm(plan, desc="demo", unit="model"):
-        t0 = time.perf_counter()
-        run = train(
-            model,
-            data=data,
-            out=out / "runs" / f"{model}-{data}",
-            overwrite=True,
-            device="cpu",
-            **options,
-        )
-        res = run.evaluate()
-        res["train_seconds"] = round(time.perf_counter() - t0, 2)
-        summary.setdefault(data, {})[model] = res
-        runs.setdefault(data, {})[model] = run
-    sections = "".join(
-        _section(next(iter(runs[d].values())).data, runs[d], summary[d]) for d in runs
+    plan = [(d, m, {"device": "cpu", **o}) for d, m, o in (plan or DEMO_PLAN)]
+    runs, summary = _fit_all(out, plan, {})
+    return _write(
+        out, "pushforward demo", runs, summary, "summary.json", time.perf_counter() - start
     )
-    page = PAGE.format(
-        sections=sections,
-        version=__version__,
-        torch=torch.__version__,
-        seconds=time.perf_counter() - start,
-        device=f"CPU, {torch.get_num_threads()} threads",
-    )
-    atomic_write_bytes(out / "report.html", page.encode())
-    atomic_write_json(out / "summary.json", summary)
-    return out / "report.html"
+
+
+# Per kind of data, the options bench gives each model (a budget is added on top).
+BENCH_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("points", "gmm"): {"components": 10, "steps": 1000},
+    ("points", "vae"): {"latent_dim": 2, "hidden": 128, "batch_size": 256},
+    ("points", "gan"): _GAN,
+    ("images", "gmm"): {"components": 10, "reg_covar": 1e-2, "steps": 1000},
+    ("images", "vae"): {"latent_dim": 16, "hidden": 512},
+    ("images", "gan"): {"arch": "conv", "hidden": 64},
+}
+
+
+def run_bench(
+    out: Path,
+    data: str,
+    models: list[str],
+    minutes: float,
+    *,
+    seed: int = 0,
+    k: int = 1000,
+    n_real: int | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+) -> Path:
+    """Train each model for the same wall-clock budget on ``data``, evaluate all that applies,
+    and write report.html and report.json."""
+    from .data import TOY_MODES, load_dataset
+
+    start = time.perf_counter()
+    kind = load_dataset(data, data_dir).kind
+    plan = []
+    for m in models:
+        options = {
+            **BENCH_OPTIONS[(kind, m)],
+            "minutes": minutes,
+            "seed": seed,
+            "device": device,
+            "data_dir": data_dir,
+        }
+        if m == "gmm" and data in TOY_MODES:
+            options["components"] = len(TOY_MODES[data])
+        plan.append((data, m, options))
+    runs, summary = _fit_all(out, plan, {"seed": seed, "k": k, "n_real": n_real})
+    title = f"pushforward bench: {data}, {minutes:g} minute(s) per model"
+    return _write(out, title, runs, summary, "report.json", time.perf_counter() - start)

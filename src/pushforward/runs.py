@@ -106,6 +106,7 @@ class Run:
         self.path, self.model_name, self.model = Path(path), model_name, model
         self.train_config, self.model_config = tcfg, mcfg
         self._data: Dataset | None = None
+        self._raw: Dataset | None = None
 
     def __repr__(self) -> str:
         return (
@@ -134,6 +135,16 @@ class Run:
         if self._data is None:
             self._data = prepare_data(self.train_config)
         return self._data
+
+    @property
+    def raw_data(self) -> Dataset:
+        """The run's data before binarization: what feature metrics compare samples with."""
+        if self.train_config.binarize in ("none", "auto"):
+            return self.data
+        if self._raw is None:
+            tc = self.train_config
+            self._raw = load_dataset(tc.data, tc.data_dir, tc.test_data)
+        return self._raw
 
     def history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []
@@ -186,20 +197,30 @@ class Run:
         n_fake: int = 10_000,
         seed: int = 0,
         write: bool = True,
+        k: int = 1000,
+        n_real: int | None = None,
     ) -> dict[str, Any]:
         """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
 
         With ``metrics`` None every metric that applies runs; a named one that does not apply is
-        an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``.
+        an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``
+        (binarized once, seed 1, if the run binarized its images). ``k`` is the IWAE sample count;
+        ``n_real`` keeps the first n held-out examples (the IWAE bound costs k decoder passes each).
         """
         if split not in ("train", "test"):
             raise PushforwardError(f"--split {split!r}: choose train or test")
+        if k < 1 or (n_real is not None and n_real < 1) or n_fake < 2:
+            raise PushforwardError("-k and --n-real must be at least 1, --n-fake at least 2")
         if data:
-            other = load_dataset(data, self.train_config.data_dir)
-            real = other.split(split) if other.test is not None else other.train
-            truth = other.log_prob
+            raw = load_dataset(data, self.train_config.data_dir)
+            real = raw.split(split) if raw.test is not None else raw.train
+            if self.train_config.binarize in ("static", "dynamic") and raw.kind == "images":
+                real = torch.bernoulli(real, generator=torch.Generator().manual_seed(1))
         else:
-            real, truth = self.data.split(split), self.data.log_prob
+            raw = self.raw_data
+            real = self.data.split(split)
+        truth = raw.log_prob
+        real = real[:n_real] if n_real else real
         shape = tuple(self.model.data_shape)  # type: ignore[arg-type]
         if tuple(real.shape[1:]) != shape:
             raise PushforwardError(
@@ -208,7 +229,9 @@ class Run:
             )
         fake = self.sample(n_fake, seed)
         name = data or self.train_config.data
-        e = EvalInput(self.model, real.to(self.device), fake.to(self.device), truth, name, seed)
+        e = EvalInput(
+            self.model, real.to(self.device), fake.to(self.device), truth, name, seed, k, raw
+        )
         names = metrics or [m for m in METRICS if METRICS[m].applies(e) is None]
         out: dict[str, Any] = {}
         for m in names:

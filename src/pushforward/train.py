@@ -116,18 +116,20 @@ def _fit_em(
     )
     start = time.perf_counter()
 
-    def on_iteration(it: int, ll: float) -> None:
+    def on_iteration(it: int, ll: float) -> bool:
         bar.update(1)
         bar.set_postfix(loglik=f"{ll:.4f}")
+        seconds = time.perf_counter() - start
         log(
             {
                 "step": it,
                 "epoch": it,
                 "loss": -ll,
                 "log_likelihood": ll,
-                "seconds": round(time.perf_counter() - start, 4),
+                "seconds": round(seconds, 4),
             }
         )
+        return tcfg.minutes is not None and seconds >= 60 * tcfg.minutes  # stop: out of time
 
     info = model.fit(
         x, max_iter=steps, generator=torch.Generator().manual_seed(tcfg.seed), callback=on_iteration
@@ -197,6 +199,8 @@ def _fit_gradient(
         raise PushforwardError("give --steps or --epochs, not both")
     if tcfg.steps is not None:
         total = tcfg.steps
+    elif tcfg.minutes is not None:
+        total = 2**62  # the clock ends the run
     else:
         total = math.ceil(
             (tcfg.epochs if tcfg.epochs is not None else DEFAULT_EPOCHS)
@@ -217,13 +221,18 @@ def _fit_gradient(
     count = seen = batches = 0
     start = last = time.perf_counter()
     bar = tqdm(
-        total=total,
+        total=total if total < 2**62 else None,
         desc=f"{type(model).__name__.lower()} {tcfg.data}",
         disable=not progress or not dist.is_main(),
         leave=False,
     )
+    deadline = start + 60 * tcfg.minutes if tcfg.minutes is not None else math.inf
     model.train()
-    for step in range(1, total + 1):
+    step = 0
+    while step < total:
+        step += 1
+        if time.perf_counter() >= deadline:
+            total = step  # out of time: this is the last step, logged and checkpointed
         for phase in schedule:
             x = next(stream)
             _train_only(model, phase)

@@ -47,6 +47,7 @@ def test_mnist_layout_found_via_data_dir(tmp_path: Path, gz: bool) -> None:
 
 
 def test_search_order_env_then_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUSHFORWARD_CACHE", str(tmp_path / "cache"))
     write_mnist_folder(tmp_path / "cache" / "fashion-mnist", n_train=12)
     write_mnist_folder(tmp_path / "env" / "fashion-mnist", n_train=7)
     monkeypatch.setenv("PUSHFORWARD_DATA", str(tmp_path / "env"))
@@ -96,6 +97,7 @@ def test_download_verifies_checksums(
     served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     www, url = served
+    monkeypatch.setenv("PUSHFORWARD_CACHE", str(tmp_path / "cache"))
     write_mnist_folder(www)
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in www.iterdir()}
     monkeypatch.delenv("PUSHFORWARD_OFFLINE")

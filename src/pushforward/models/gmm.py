@@ -224,9 +224,10 @@ class GMM(nn.Module):
         x: torch.Tensor,
         max_iter: int = DEFAULT_EM_STEPS,
         generator: torch.Generator | None = None,
-        callback: Callable[[int, float], None] | None = None,
+        callback: Callable[[int, float], bool | None] | None = None,
     ) -> dict[str, float]:
-        """Fit by EM on x [N, *shape]; ``callback(iteration, mean_log_likelihood)`` each step."""
+        """Fit by EM on x [N, *shape]; ``callback(iteration, mean_log_likelihood)`` runs after
+        each step and stops EM early by returning True (a time budget, say)."""
         x = self._flat(x)
         k = self.config.components
         if len(x) < k:
@@ -240,8 +241,8 @@ class GMM(nn.Module):
             prev = lower
             lower, resp = self._e_step(x)
             self._m_step(x, resp)
-            if callback:
-                callback(it, lower)
+            if callback and callback(it, lower):
+                break
             if abs(lower - prev) < self.config.tol:
                 converged = True
                 break

@@ -144,6 +144,37 @@ class VAE(nn.Module):
             kl = q - self.prior.log_prob(z)
         return {"elbo": recon - kl, "recon": recon, "kl": kl}
 
+    @torch.no_grad()
+    def iwae_bound(
+        self,
+        x: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        max_rows: int = 65536,
+    ) -> torch.Tensor:
+        """The importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x)
+        (Burda et al. 2015) per example: x [B, *shape] -> [B], float64. k = 1 is the ELBO; the
+        bound rises towards log p(x) as k grows. The k samples go through the decoder in chunks of
+        at most ``max_rows`` rows, so memory stays bounded for any k."""
+        mu, logvar = self.encode(x)  # [B, d]
+        std = (0.5 * logvar).exp()
+        b, d = mu.shape
+        per = max(1, max_rows // b)
+        log_w = []
+        for start in range(0, k, per):
+            kk = min(per, k - start)
+            eps = (
+                torch.randn((kk, b, d), generator=generator).to(mu)
+                if generator is not None
+                else torch.randn(kk, b, d, device=mu.device)
+            )
+            z = mu + std * eps  # [kk, B, d]
+            log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)  # [kk, B]
+            xs = x.unsqueeze(0).expand(kk, *x.shape).reshape(kk * b, *x.shape[1:])
+            log_px = self.log_likelihood(xs, z.reshape(kk * b, d)).view(kk, b)
+            log_w.append((log_px + self.prior.log_prob(z) - log_q).double())
+        return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+
     def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
         """Negative (beta-)ELBO averaged over the batch, with its terms for logging."""
         t = self.elbo(x)

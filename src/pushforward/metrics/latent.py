@@ -1,0 +1,64 @@
+"""The VAE's fixed-prior limitation, measured: how much of the latent space the encoder uses, and
+how far its aggregate posterior q(z) = E_x q(z|x) is from the prior p(z) it is pushed towards.
+
+q(z) is estimated as the mixture (1/n) sum_j q(z|x_j) over n held-out examples; I(x; z) uses the
+same mixture (He et al. 2019's estimator), and so does the KL(q(z) || p(z)) Monte Carlo estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..models.priors import StandardNormal
+
+
+def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_i; mu_j, diag exp(logvar_j)) for every pair: z [M, d], mu [n, d] -> [M, n]."""
+    var = logvar.exp()
+    quad = ((z[:, None] - mu[None]).pow(2) / var[None]).sum(-1)
+    return -0.5 * (quad + logvar.sum(-1)[None] + mu.shape[1] * math.log(2 * math.pi))
+
+
+def log_aggregate_posterior(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 512
+) -> torch.Tensor:
+    """log q(z) under the mixture of the n posteriors: z [M, d] -> [M]."""
+    out = [torch.logsumexp(_log_normal(c, mu, logvar), 1) for c in z.split(chunk)]
+    return torch.cat(out) - math.log(len(mu))
+
+
+@torch.no_grad()
+def latent_metrics(
+    model: Any, real: torch.Tensor, seed: int, n: int = 2000, prior_samples: int = 10_000
+) -> dict[str, Any]:
+    """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction."""
+    g = torch.Generator().manual_seed(seed)
+    x = real[:n]
+    mu, logvar = (
+        torch.cat(t).double().cpu()
+        for t in zip(*(model.encode(c) for c in x.split(500)), strict=True)
+    )
+    std = (0.5 * logvar).exp()
+    z = mu + std * torch.randn(mu.shape, generator=g, dtype=mu.dtype)  # one z ~ q(z|x) per x
+    log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]
+    log_q_own = (-0.5 * (((z - mu) / std).pow(2) + logvar + math.log(2 * math.pi))).sum(-1)
+    prior = model.prior
+    zp = prior.sample(prior_samples, g).double()
+    log_q_at_prior = log_aggregate_posterior(zp, mu, logvar)
+    # a prior sample lies in a hole where q(z) is lower than at 99% of the posterior's own samples
+    threshold = torch.quantile(log_q_agg, 0.01)
+    out: dict[str, Any] = {
+        "active_units": int((mu.var(0) > 0.01).sum()),
+        "mutual_info": float(log_q_own.mean() - log_q_agg.mean()),
+        "agg_posterior_kl": float((log_q_agg - prior.log_prob(z).double()).mean()),
+        "prior_holes": float((log_q_at_prior < threshold).double().mean()),
+        "latent_n": len(x),
+    }
+    if isinstance(prior, StandardNormal):
+        out["kl_per_dim"] = [
+            round(float(v), 6) for v in 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(0)
+        ]
+    return out

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import numpy as np
-import ot
 import torch
 
 
@@ -31,6 +30,8 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> tu
 @torch.no_grad()
 def wasserstein2(x: torch.Tensor, y: torch.Tensor) -> float:
     """Exact W2 between the empirical measures of x [N, D] and y [M, D] (uniform weights)."""
+    import ot  # POT, imported on use: it pulls in scipy
+
     a = np.full(len(x), 1.0 / len(x))
     b = np.full(len(y), 1.0 / len(y))
     cost = torch.cdist(x.double().flatten(1), y.double().flatten(1)).pow(2).cpu().numpy()

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="vae: decoded lines in z between n pairs of examples",
     )
     sample.add_argument("--steps", type=int, default=8, help="points along each --interpolate line")
+    sample.add_argument(
+        "--sampler",
+        default="prior",
+        choices=("prior", "gmm"),
+        help="vae: z from the prior or from an ex-post GMM of the codes",
+    )
+    sample.add_argument("--components", type=int, default=10, help="components of the ex-post GMM")
 
     bench = sub.add_parser("bench", help="train models for the same time budget and compare them")
     bench.add_argument("--data", required=True, help="data set name, as for train")
@@ -99,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-fake", type=int, default=10_000, help="model samples for sample metrics")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound")
+    ev.add_argument(
+        "--sampler",
+        default="prior",
+        choices=("prior", "gmm"),
+        help="vae: where sample metrics draw z from",
+    )
     ev.add_argument(
         "--n-real", type=int, default=None, help="use only the first N held-out examples"
     )
@@ -138,7 +151,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
             "interpolations",
         )
     else:
-        x, kind = run.sample(args.n, args.seed), "samples"
+        x, kind = run.sample(args.n, args.seed, args.sampler, args.components), "samples"
     out = Path(args.out) if args.out else run.path / f"{kind}-n{args.n}-seed{args.seed}.png"
     if out.suffix == ".npy":
         buf = io.BytesIO()
@@ -166,6 +179,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         seed=args.seed,
         k=args.k,
         n_real=args.n_real,
+        sampler=args.sampler,
     )
     width = max(len(k) for k in res)
     for key, v in res.items():

@@ -21,6 +21,7 @@ from .dist import resolve_device
 from .errors import PushforwardError
 from .metrics import METRICS, EvalInput
 from .models import MODELS
+from .models.gmm import GMM, GMMConfig
 
 FORMAT = 1  # bump when the meaning of saved tensors changes
 CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
@@ -149,12 +150,58 @@ class Run:
     def history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []
 
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
-        """n samples [n, *shape] on the CPU; the same seed gives the same samples."""
+    def sample(
+        self, n: int, seed: int = 0, sampler: str = "prior", components: int = 10
+    ) -> torch.Tensor:
+        """n samples [n, *shape] on the CPU; the same seed gives the same samples.
+
+        ``sampler="gmm"`` (VAE): draw z from a Gaussian mixture fitted after training to the
+        encoder means of the training data (ex-post density estimation, Ghosh et al. 2020)
+        instead of from the prior, so samples come from where the data's codes actually are."""
         if n < 1:
             raise PushforwardError(f"-n {n}: ask for at least one sample")
         g = torch.Generator().manual_seed(seed)
-        return self.model.sample(n, generator=g).cpu()  # type: ignore[operator]
+        if sampler == "prior":
+            return self.model.sample(n, generator=g).cpu()  # type: ignore[operator]
+        if sampler != "gmm":
+            raise PushforwardError(f"--sampler {sampler!r}: choose prior or gmm")
+        model = self._encoder_model("--sampler gmm")
+        z = self.expost_gmm(components).sample(n, g)
+        return model.generate(z, g).cpu()
+
+    def expost_gmm(self, components: int = 10) -> GMM:
+        """The ex-post latent GMM (K components, full covariances), fitted once and kept in the
+        run folder as expost-gmm-K.safetensors + .json."""
+        weights, meta = (
+            self.path / f"expost-gmm-{components}.safetensors",
+            self.path / f"expost-gmm-{components}.json",
+        )
+        if weights.exists() and meta.exists():
+            return load_model(weights, meta, torch.device("cpu"))[1]  # type: ignore[return-value]
+        model = self._encoder_model("--sampler gmm")
+        x = self.data.train[
+            torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(0))[
+                :20_000
+            ]
+        ]
+        with torch.no_grad():
+            codes = torch.cat([model.encode(c.to(self.device))[0].cpu() for c in x.split(1000)])
+        cfg = GMMConfig(components=min(components, len(codes)))
+        gmm = GMM(cfg, (codes.shape[1],))
+        info = gmm.fit(codes)
+        save_tensors(weights, gmm.state_dict())
+        atomic_write_json(
+            meta,
+            {
+                "model": "gmm",
+                "format": FORMAT,
+                "version": __version__,
+                "data_shape": [codes.shape[1]],
+                "model_config": as_dict(cfg),
+                "info": {**info, "fitted_to": f"encoder means of {len(codes)} training examples"},
+            },
+        )
+        return gmm
 
     def _encoder_model(self, what: str) -> Any:
         if not hasattr(self.model, "reconstruct"):
@@ -199,6 +246,7 @@ class Run:
         write: bool = True,
         k: int = 1000,
         n_real: int | None = None,
+        sampler: str = "prior",
     ) -> dict[str, Any]:
         """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
 
@@ -227,7 +275,7 @@ class Run:
                 f"--data {data}: examples of shape {tuple(real.shape[1:])}, the model was trained "
                 f"on {shape}; evaluate on data of the training shape"
             )
-        fake = self.sample(n_fake, seed)
+        fake = self.sample(n_fake, seed, sampler)
         name = data or self.train_config.data
         e = EvalInput(
             self.model, real.to(self.device), fake.to(self.device), truth, name, seed, k, raw
@@ -246,6 +294,7 @@ class Run:
         out.update(
             split=split,
             data=name,
+            **({"sampler": sampler} if sampler != "prior" else {}),
             n_real=len(real),
             n_fake=n_fake,
             seed=seed,

@@ -247,6 +247,8 @@ def _fit_gradient(
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
+            if hasattr(model, "after_step"):
+                model.after_step(phase)
             for k, v in out.items():
                 key = f"{phase}_{k}" if multi else k
                 sums[key] = sums[key] + v.detach() if key in sums else v.detach().float()

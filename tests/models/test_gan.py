@@ -81,3 +81,95 @@ def test_trained_gan_covers_ring8(tmp_path) -> None:
     after = mode_coverage(trained.sample(2500, seed=0), modes, 0.01, radius=10)
     assert before["hq_fraction"] < 0.05
     assert after["hq_fraction"] > 0.5 and after["modes"] >= 6, after
+
+
+# ---------------------------------------------------------------- the remedies
+
+
+def test_hinge_and_wgan_objectives() -> None:
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    d_hinge, g_hinge = GAN_LOSSES["hinge"]
+    assert float(d_hinge(real, fake)) == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert float(g_hinge(fake)) == pytest.approx(1.0)
+    d_w, g_w = GAN_LOSSES["wgan-gp"]
+    assert float(d_w(real, fake)) == pytest.approx(-1.0 - 1.25) and float(
+        g_w(fake)
+    ) == pytest.approx(1.0)
+
+
+def _linear_critic(**kw: object) -> GAN:
+    """A GAN whose D is one linear layer, so its input gradient is its weight vector."""
+    return GAN(GANConfig(depth=0, hidden=4, **kw), (3,))  # type: ignore[arg-type]
+
+
+def test_gradient_penalties_on_a_linear_critic() -> None:
+    gan = _linear_critic(loss="wgan-gp", r1=2.0)
+    w = gan.discriminator[1][0].weight.detach().flatten()
+    x, fake = torch.randn(16, 3), torch.randn(16, 3)
+    pens = gan.penalties(x, fake)
+    assert float(pens["gp"].detach()) == pytest.approx(10 * (float(w.norm()) - 1) ** 2, rel=1e-5)
+    assert float(pens["r1"].detach()) == pytest.approx(0.5 * 2.0 * float(w.norm()) ** 2, rel=1e-5)
+    assert "gp" not in _linear_critic().penalties(x, fake)  # ns: no penalty unless asked
+
+
+def test_packing_stacks_samples_for_d() -> None:
+    gan = GAN(GANConfig(pack=3, hidden=8, depth=1), (2,))
+    assert gan.discriminator[1][0].in_features == 6
+    assert gan.discriminate(torch.randn(10, 2)).shape == (3,)  # 10 // 3 packs, the rest dropped
+    conv = GAN(GAN.resolve_config(GANConfig(pack=2, arch="conv", hidden=8), "images"), (1, 8, 8))
+    assert conv.discriminate(torch.rand(8, 1, 8, 8)).shape == (4,)
+
+
+def test_spectral_norm_bounds_every_d_layer() -> None:
+    torch.manual_seed(0)
+    gan = GAN(GANConfig(spectral_norm=True, hidden=32, depth=2), (2,))
+    for _ in range(30):  # power iterations run in training-mode forward passes
+        gan.discriminate(torch.randn(64, 2))
+    gan.eval()
+    with torch.no_grad():
+        layers = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear)]
+        sigmas = [float(torch.linalg.matrix_norm(m.weight, ord=2)) for m in layers]
+    assert len(sigmas) == 3 and all(abs(s - 1) < 0.05 for s in sigmas), sigmas
+
+
+def test_generator_ema_tracks_the_generator() -> None:
+    torch.manual_seed(0)
+    gan = GAN(GANConfig(ema=0.9, hidden=8, depth=1), (2,))
+    before = [p.clone() for p in gan.generator_ema.parameters()]
+    with torch.no_grad():
+        for p in gan.generator.parameters():
+            p.add_(1.0)
+    gan.after_step("D")  # only G steps move the average
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, gan.generator_ema.parameters(), strict=True)
+    )
+    gan.after_step("G")
+    for old, new, g in zip(
+        before, gan.generator_ema.parameters(), gan.generator.parameters(), strict=True
+    ):
+        assert torch.allclose(new, 0.9 * old + 0.1 * g)
+    z = torch.Generator().manual_seed(1)
+    assert not torch.equal(
+        gan.sample(5, z), gan.generate(gan.noise(5, torch.Generator().manual_seed(1)))
+    )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"pack": 2},
+        {"loss": "hinge", "spectral_norm": True},
+        {"loss": "wgan-gp", "d_steps": 2, "beta1": 0.0, "beta2": 0.9},
+        {"r1": 1.0, "ema": 0.99},
+    ],
+)
+def test_every_remedy_trains_through_the_one_loop(flags: dict, tmp_path) -> None:
+    import pushforward
+
+    run = pushforward.train(
+        "gan", data="ring8", steps=30, out="r", progress=False, hidden=32, depth=2, **flags
+    )
+    rows = run.history()
+    assert torch.isfinite(torch.tensor(rows[-1]["loss"])) and torch.isfinite(run.sample(100)).all()
+    again = pushforward.load(str(tmp_path / "r"))  # every remedy's state round-trips
+    assert torch.equal(again.sample(20, seed=3), run.sample(20, seed=3))

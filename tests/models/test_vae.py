@@ -3,6 +3,8 @@ trained model beating an untrained one on digits by a clear margin."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import distributions as D
@@ -21,7 +23,7 @@ def test_analytic_kl_matches_torch() -> None:
     mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
     q = D.Normal(mu, (0.5 * logvar).exp())
     p = D.Normal(torch.zeros(3), torch.ones(3))
-    assert torch.allclose(m.prior.analytic_kl(mu, logvar), D.kl_divergence(q, p).sum(-1), atol=1e-5)
+    assert torch.allclose(m.prior.analytic_kl(mu, logvar), D.kl_divergence(q, p), atol=1e-5)
 
 
 @pytest.mark.parametrize("var", ["learned", "global", "fixed", "output"])
@@ -49,7 +51,9 @@ def test_mc_kl_estimates_the_analytic_kl() -> None:
     z = mu + (0.5 * logvar).exp() * eps
     log_q = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
     mc = (log_q - m.prior.log_prob(z)).mean()
-    assert float(mc) == pytest.approx(float(m.prior.analytic_kl(mu[:1], logvar[:1])), abs=0.05)
+    assert float(mc) == pytest.approx(
+        float(m.prior.analytic_kl(mu[:1], logvar[:1]).sum()), abs=0.05
+    )
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
@@ -94,3 +98,96 @@ def test_vae_on_ring8_beats_a_single_gaussian() -> None:
     assert ev["modes"] == 8
     x = run.sample(4000, seed=0)
     assert (x.std(0) - run.data.test.std(0)).abs().max() < 0.1  # samples in data units
+
+
+# ---------------------------------------------------------------- learned priors and KL options
+
+
+def test_mixture_prior_is_a_normalised_density() -> None:
+    from pushforward.models.priors import MixturePrior
+
+    prior = MixturePrior(2, components=3)
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[0.0, 0.0], [2.0, 1.0], [-1.0, 2.0]]))
+        prior.logits.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    axis = torch.linspace(-8, 8, 801)
+    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    with torch.no_grad():
+        mass = (
+            prior.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1)).exp().sum()
+            * (16 / 800) ** 2
+        )
+    assert float(mass) == pytest.approx(1.0, abs=0.01)
+    z = prior.sample(50_000, torch.Generator().manual_seed(0))
+    w = torch.softmax(prior.logits.detach(), 0)
+    assert torch.allclose(z.mean(0), (w[:, None] * prior.means.detach()).sum(0), atol=0.03)
+
+
+def test_vamp_prior_is_the_mixture_of_posteriors_at_pseudo_inputs() -> None:
+    m = _vae((1, 8, 8), prior="vamp", prior_components=5, latent_dim=3)
+    z = torch.randn(7, 3)
+    with torch.no_grad():
+        mu, logvar = m.encode(m.prior.inputs())
+        expected = torch.logsumexp(
+            D.Normal(mu[None], (0.5 * logvar).exp()[None]).log_prob(z[:, None]).sum(-1), 1
+        ) - math.log(5)
+        assert torch.allclose(m.prior.log_prob(z), expected, atol=1e-5)
+    u = m.prior.inputs().detach()
+    assert float(u.min()) >= 0 and float(u.max()) <= 1
+    # the pseudo-inputs are trained with the rest, and the encoder is not registered twice
+    names = [n for n, _ in m.named_parameters()]
+    assert "prior.pseudo_inputs" in names and not any(
+        n.startswith("prior.") and "encoder" in n for n in names
+    )
+
+
+@pytest.mark.parametrize("prior", ["mog", "vamp"])
+def test_learned_priors_train_and_bound_consistently(prior: str) -> None:
+    run = pushforward.train(
+        "vae",
+        data="digits",
+        steps=200,
+        out="p",
+        progress=False,
+        prior=prior,
+        prior_components=10,
+        latent_dim=4,
+    )
+    ev = run.evaluate(["elbo", "nll"], k=200)
+    assert -40 < ev["elbo"] < -ev["nll_nats"]  # trained, and IWAE above the ELBO
+    again = pushforward.load(str(run.path))
+    assert torch.equal(again.sample(8, seed=1), run.sample(8, seed=1))
+
+
+def test_kl_warmup_and_free_bits() -> None:
+    torch.manual_seed(0)
+    m = _vae((2,), latent_dim=3, kl_warmup=4)
+    x = torch.randn(32, 2)
+    m.train()
+
+    def terms(model: VAE) -> tuple[float, float, float]:
+        torch.manual_seed(1)
+        t = {k: float(v.detach()) for k, v in model.loss(x, "main").items()}
+        return t["loss"], t["recon"], t["kl"]
+
+    loss, recon, kl = terms(m)
+    assert loss == pytest.approx(-recon + 0.25 * kl, rel=1e-5)  # step 1 of 4: a quarter of the KL
+    for _ in range(5):
+        terms(m)
+    loss, recon, kl = terms(m)  # past the warm-up: the full ELBO
+    assert loss == pytest.approx(-recon + kl, rel=1e-5)
+    fb = _vae((2,), latent_dim=3, free_bits=100.0)
+    loss, recon, _ = terms(fb)  # every dimension's KL is below 100 nats: the KL term is a constant
+    assert loss == pytest.approx(-recon + 300.0, rel=1e-5)
+
+
+def test_expost_gmm_sampler(tmp_path) -> None:
+    run = pushforward.train("vae", data="digits", steps=200, out="e", progress=False, latent_dim=4)
+    x = run.sample(64, seed=0, sampler="gmm", components=5)
+    assert x.shape == (64, 1, 8, 8) and not torch.equal(x, run.sample(64, seed=0))
+    assert (tmp_path / "e" / "expost-gmm-5.safetensors").exists()
+    assert torch.equal(
+        pushforward.load(str(tmp_path / "e")).sample(16, seed=2, sampler="gmm", components=5),
+        run.sample(16, seed=2, sampler="gmm", components=5),
+    )
+    assert run.evaluate(["features"], n_fake=300, sampler="gmm")["sampler"] == "gmm"

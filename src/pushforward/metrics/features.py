@@ -25,6 +25,7 @@ from ..data.download import cache_dir
 from ..errors import PushforwardError
 
 FEATURE_DIM = 128
+FEATURE_NET_VERSION = 2  # part of the cache key: bump when FeatureNet or its training changes
 CLASSIFIER_EPOCHS = {"digits": 40, "fashion-mnist": 6, "mnist": 3, "cifar10": 15}
 
 
@@ -59,7 +60,7 @@ class FeatureNet(nn.Module):
 
 def _fingerprint(ds: Dataset) -> str:
     h = hashlib.sha256()
-    h.update(str((ds.name, tuple(ds.train.shape))).encode())
+    h.update(str((FEATURE_NET_VERSION, ds.name, tuple(ds.train.shape))).encode())
     h.update(ds.train[:: max(1, len(ds.train) // 512)].cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 

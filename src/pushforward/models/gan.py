@@ -2,12 +2,14 @@
 trained against a discriminator D (Goodfellow et al. 2014). Two phases, D and G, each with its
 own optimizer, driven by the one training loop.
 
-Losses live in ``GAN_LOSSES`` as (discriminator loss, generator loss) pairs of functions of D's
-logits, so further objectives plug in without touching the loop.
+The remedies for mode collapse and instability are flags on the same model, all through the same
+loop: packing (PacGAN), the WGAN-GP and hinge objectives, the R1 penalty, spectral
+normalisation of D, and an exponential moving average of G's weights for sampling.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,17 +26,25 @@ LossPair = tuple[
     Callable[[torch.Tensor], torch.Tensor],  # D(G(z)) logits -> G loss
 ]
 
+
+def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """-E log D(x) - E log(1 - D(G(z))), with D = sigmoid(logit)."""
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _critic_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
 GAN_LOSSES: dict[str, LossPair] = {
     # min_G max_D E log D(x) + E log(1 - D(G(z))): G minimises log(1 - D(G(z))), which saturates
-    "minimax": (
-        lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-        lambda fake: -F.softplus(fake).mean(),
-    ),
+    "minimax": (_bce_d, lambda fake: -F.softplus(fake).mean()),
     # the non-saturating variant: G maximises log D(G(z)) instead
-    "ns": (
-        lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-        lambda fake: F.softplus(-fake).mean(),
-    ),
+    "ns": (_bce_d, lambda fake: F.softplus(-fake).mean()),
+    # Lim & Ye 2017 / Miyato et al. 2018: a margin for D, the critic's score for G
+    "hinge": (lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(), _critic_g),
+    # Gulrajani et al. 2017: the Wasserstein critic; its gradient penalty is added in GAN.loss
+    "wgan-gp": (lambda real, fake: fake.mean() - real.mean(), _critic_g),
 }
 
 
@@ -45,16 +55,27 @@ class GANConfig:
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(256, "MLP width, or the first conv layer's channels")
     depth: int = option(3, "hidden layers of each MLP")
-    loss: str = option("ns", "objective: minimax (saturating) or non-saturating", tuple(GAN_LOSSES))
+    loss: str = option(
+        "ns", "objective: minimax (saturating), non-saturating, hinge, wgan-gp", tuple(GAN_LOSSES)
+    )
     d_steps: int = option(1, "discriminator steps per generator step")
     lr: float = option(2e-4, "Adam learning rate of both networks")
     lr_d: float | None = option(None, "discriminator learning rate (default: --lr)")
     beta1: float = option(0.5, "Adam beta1 (0.5 is the usual GAN choice)")
     beta2: float = option(0.999, "Adam beta2")
+    pack: int = option(1, "PacGAN: D judges packs of this many samples (2-4 fight mode collapse)")
+    gp: float | None = option(
+        None, "gradient-penalty weight on interpolates (default 10 with wgan-gp, else 0)"
+    )
+    r1: float = option(0.0, "R1 penalty weight: gamma/2 E |grad D(x)|^2 on real data")
+    spectral_norm: bool = option(False, "spectral normalisation of every D layer")
+    ema: float = option(
+        0.0, "decay of an exponential moving average of G used for sampling (0 = off)"
+    )
 
 
 class GAN(nn.Module):
-    """Generator G: z -> x and discriminator D: x -> logit."""
+    """Generator G: z -> x and discriminator D: (a pack of) x -> logit."""
 
     Config = GANConfig
     phases: tuple[str, ...] = ("D", "G")
@@ -65,6 +86,12 @@ class GAN(nn.Module):
             raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
         if cfg.d_steps < 1:
             raise PushforwardError(f"--d-steps {cfg.d_steps}: must be at least 1")
+        if cfg.pack < 1:
+            raise PushforwardError(f"--pack {cfg.pack}: must be at least 1")
+        if not 0 <= cfg.ema < 1:
+            raise PushforwardError(f"--ema {cfg.ema}: a decay in [0, 1), e.g. 0.999")
+        if (cfg.gp is not None and cfg.gp < 0) or cfg.r1 < 0:
+            raise PushforwardError("--gp and --r1 are penalty weights: give numbers >= 0")
         return cfg
 
     def __init__(self, config: GANConfig, data_shape: tuple[int, ...]) -> None:
@@ -75,20 +102,28 @@ class GAN(nn.Module):
         self.generator = decoder(
             config.latent_dim, self.data_shape, arch, config.hidden, config.depth, norm=True
         )
+        # a pack of m examples enters D as one: channels (images) or coordinates (points) stacked
+        m = config.pack
+        d_shape = (m * data_shape[0], *data_shape[1:])
+        conv = {"norm": not config.spectral_norm} if arch == "conv" else {}
         self.discriminator = encoder(
-            self.data_shape,
-            1,
-            arch,
-            config.hidden,
-            config.depth,
-            act=lambda: nn.LeakyReLU(0.2),
-            **({"norm": True} if arch == "conv" else {}),
+            d_shape, 1, arch, config.hidden, config.depth, act=lambda: nn.LeakyReLU(0.2), **conv
         )
+        if config.spectral_norm:
+            for module in list(self.discriminator.modules()):
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    nn.utils.parametrizations.spectral_norm(module)
         # images live in [0, 1]: squash the generator's output there; points are standardized
         # inside the model (fitted by the trainer), so both networks see unit-scale data
         self.out = nn.Sigmoid() if images else nn.Identity()
         self.standardize = Standardize(self.data_shape)
         self.d_loss, self.g_loss = GAN_LOSSES[config.loss]
+        self.gp = (
+            config.gp if config.gp is not None else (10.0 if config.loss == "wgan-gp" else 0.0)
+        )
+        self.generator_ema = (
+            copy.deepcopy(self.generator).requires_grad_(False) if config.ema > 0 else None
+        )
 
     @property
     def schedule(self) -> tuple[str, ...]:
@@ -106,42 +141,87 @@ class GAN(nn.Module):
             "G": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
         }
 
+    @torch.no_grad()
+    def after_step(self, phase: str) -> None:
+        """After each G update: ema <- decay * ema + (1 - decay) * G (buffers copied)."""
+        if phase != "G" or self.generator_ema is None:
+            return
+        for e, p in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            e.lerp_(p, 1 - self.config.ema)
+        for eb, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            eb.copy_(b)
+
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         shape = (n, self.config.latent_dim)
         if self.config.noise == "uniform":
             return torch.rand(shape, generator=generator) * 2 - 1
         return torch.randn(shape, generator=generator)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z) in data units."""
-        return self.standardize.inverse(self.out(self.generator(z)))
+    def generate(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """G(z) in data units (``net`` swaps in the EMA generator)."""
+        return self.standardize.inverse(self.out((net or self.generator)(z)))
+
+    def _critic(self, y: torch.Tensor) -> torch.Tensor:
+        """D's logits for standardized inputs y [B, *shape], packed: [B // pack]."""
+        m = self.config.pack
+        b = len(y) // m * m
+        if b == 0:
+            raise PushforwardError(f"--batch-size must be at least --pack {m}")
+        y = y[:b].reshape(b // m, m * self.data_shape[0], *self.data_shape[1:])
+        return self.discriminator(y).float().squeeze(-1)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """D's logits [B] for data-unit inputs x [B, *shape]."""
-        return self.discriminator(self.standardize(x)).float().squeeze(-1)
+        """D's logits for data-unit inputs x [B, *shape]: [B // pack]."""
+        return self._critic(self.standardize(x))
+
+    def _grad_norms(self, y: torch.Tensor) -> torch.Tensor:
+        """|grad_y D| per pack at standardized inputs y, keeping the graph for the penalty."""
+        y = y.detach().requires_grad_(True)
+        out = self._critic(y)
+        (grad,) = torch.autograd.grad(out.sum(), y, create_graph=True)
+        return grad[: len(out) * self.config.pack].reshape(len(out), -1).norm(dim=1)
+
+    def penalties(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """WGAN-GP's (|grad D| - 1)^2 on random interpolates and R1's gamma/2 |grad D|^2 on real
+        data, both in the standardized space D works in."""
+        out = {}
+        y_real, y_fake = self.standardize(real), self.standardize(fake)
+        if self.gp > 0:
+            eps = torch.rand(len(real), *[1] * len(self.data_shape), device=real.device)
+            mixed = eps * y_real + (1 - eps) * y_fake
+            out["gp"] = self.gp * (self._grad_norms(mixed) - 1).pow(2).mean()
+        if self.config.r1 > 0:
+            out["r1"] = 0.5 * self.config.r1 * self._grad_norms(y_real).pow(2).mean()
+        return out
 
     def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
-        """The phase's loss on a real batch x [B, *shape]; also D's mean output on real and fake."""
+        """The phase's loss on a real batch x [B, *shape]; for D also its mean logit (critic score)
+        on real and fake, and each penalty."""
         z = self.noise(len(x)).to(x.device)
         if phase == "D":
             with torch.no_grad():
                 fake = self.generate(z)
-            real_logits = self.discriminate(x)
-            fake_logits = self.discriminate(fake)
+            real_logits, fake_logits = self.discriminate(x), self.discriminate(fake)
+            pens = self.penalties(x, fake)
+            loss = self.d_loss(real_logits, fake_logits) + sum(
+                pens.values(), torch.zeros((), device=x.device)
+            )
             return {
-                "loss": self.d_loss(real_logits, fake_logits),
-                "d_real": torch.sigmoid(real_logits).mean(),
-                "d_fake": torch.sigmoid(fake_logits).mean(),
+                "loss": loss,
+                "d_real": real_logits.mean(),
+                "d_fake": fake_logits.mean(),
+                **pens,
             }
-        fake_logits = self.discriminate(self.generate(z))
-        return {"loss": self.g_loss(fake_logits)}
+        return {"loss": self.g_loss(self.discriminate(self.generate(z)))}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """G(z) for n draws of z: [n, *shape]. Eval mode, so batch norm uses running statistics."""
-        was = self.training
-        self.eval()
+        """G(z) for n draws of z: [n, *shape], from the EMA generator when there is one. Eval
+        mode, so batch norm uses running statistics."""
+        net = self.generator_ema or self.generator
+        was = net.training
+        net.eval()
         z = self.noise(n, generator).to(next(self.parameters()).device)
-        x = self.generate(z).float()
-        self.train(was)
+        x = self.generate(z, net).float()
+        net.train(was)
         return x

@@ -1,4 +1,5 @@
-"""Priors p(z) for the VAE behind one small interface, so learned priors plug in later.
+"""Priors p(z) for the VAE behind one small interface: the fixed N(0, I) of the paper, and the
+learned remedies for its "holes" (a mixture of Gaussians, the VampPrior).
 
 A prior gives ``log_prob``, ``sample`` and, when it has one, the analytic KL from a diagonal
 Gaussian posterior; without it the VAE falls back to a one-sample Monte Carlo KL.
@@ -7,6 +8,7 @@ Gaussian posterior; without it the VAE falls back to a one-sample Monte Carlo KL
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ class Prior(nn.Module):
         raise NotImplementedError
 
     def analytic_kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
+        """KL(N(mu, diag exp(logvar)) || p) per example and dimension, [B, d], if closed-form."""
         return None
 
 
@@ -43,8 +46,104 @@ class StandardNormal(Prior):
         return torch.randn(n, self.latent_dim, generator=generator)
 
     def analytic_kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
-        """KL(N(mu, diag exp(logvar)) || N(0, I)) per example: [B, d] -> [B]."""
-        return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        """KL(N(mu, diag exp(logvar)) || N(0, I)) per example and dimension: [B, d]."""
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
-PRIORS: dict[str, type[Prior]] = {"normal": StandardNormal}
+def _log_diag_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu_k, diag exp(logvar_k)) for each component: z [..., d], mu/logvar [K, d] ->
+    [..., K]."""
+    flat = z.reshape(-1, z.shape[-1])  # [B, d]
+    quad = ((flat[:, None] - mu[None]).pow(2) / logvar.exp()[None]).sum(-1)
+    out = -0.5 * (quad + logvar.sum(-1)[None] + z.shape[-1] * math.log(2 * math.pi))
+    return out.view(*z.shape[:-1], len(mu))
+
+
+class MixturePrior(Prior):
+    """A learned mixture of K diagonal Gaussians: p(z) = sum_k w_k N(z; m_k, diag s_k^2).
+
+    The prior moves to where the encoder puts the data instead of forcing the posterior into
+    N(0, I), which is the remedy for the fixed prior's information loss."""
+
+    def __init__(self, latent_dim: int, components: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        g = torch.Generator().manual_seed(0)
+        self.means = nn.Parameter(torch.randn(components, latent_dim, generator=g))  # [K, d]
+        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))  # [K, d]
+        self.logits = nn.Parameter(torch.zeros(components))  # [K]
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        logvars = self.logvars.clamp(-10, 5)
+        log_w = torch.log_softmax(self.logits, 0)
+        return torch.logsumexp(_log_diag_normal(z, self.means, logvars) + log_w, dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            k = torch.multinomial(
+                torch.softmax(self.logits, 0).cpu(), n, replacement=True, generator=generator
+            )
+            eps = torch.randn(n, self.latent_dim, generator=generator)
+            std = (0.5 * self.logvars.clamp(-10, 5)).exp().cpu()
+            return self.means.detach().cpu()[k] + std[k] * eps
+
+
+class VampPrior(Prior):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k), the encoder's own
+    posterior at K learned pseudo-inputs u_k. ``encode`` is the VAE's encoder (held as a plain
+    function so the encoder's weights are not registered twice)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        components: int,
+        data_shape: tuple[int, ...],
+        encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        images: bool,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.images = latent_dim, images
+        g = torch.Generator().manual_seed(0)
+        # images: pseudo-pixels through a sigmoid, so they stay in [0, 1] like the data
+        init = torch.randn(components, *data_shape, generator=g) * (0.5 if images else 1.0) + (
+            -1.0 if images else 0.0
+        )
+        self.pseudo_inputs = nn.Parameter(init)
+        self._encode = [encode]  # a list hides the bound method from nn.Module's attribute magic
+
+    def inputs(self) -> torch.Tensor:
+        return torch.sigmoid(self.pseudo_inputs) if self.images else self.pseudo_inputs
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, logvars) [K, d] of q(z | u_k)."""
+        return self._encode[0](self.inputs())
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.components()
+        return torch.logsumexp(_log_diag_normal(z, mu, logvar), dim=-1) - math.log(len(mu))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            mu, logvar = (t.cpu() for t in self.components())
+            k = torch.randint(len(mu), (n,), generator=generator)
+            return mu[k] + (0.5 * logvar[k]).exp() * torch.randn(
+                n, self.latent_dim, generator=generator
+            )
+
+
+PRIOR_NAMES = ("normal", "mog", "vamp")
+
+
+def make_prior(
+    name: str,
+    latent_dim: int,
+    components: int,
+    data_shape: tuple[int, ...],
+    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> Prior:
+    """The prior named by ``--prior``: normal (fixed N(0, I)), mog (learned mixture), vamp."""
+    if name == "mog":
+        return MixturePrior(latent_dim, components)
+    if name == "vamp":
+        return VampPrior(latent_dim, components, data_shape, encode, images=len(data_shape) == 3)
+    return StandardNormal(latent_dim)

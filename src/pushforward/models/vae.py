@@ -16,7 +16,7 @@ from torch import nn
 from ..config import option
 from ..errors import PushforwardError
 from .nets import Standardize, decoder, encoder
-from .priors import PRIORS, Prior
+from .priors import PRIOR_NAMES, Prior, make_prior
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,15 @@ class VAEConfig:
     decoder_std: float = option(
         0.1, "the std of a fixed gaussian p(x|z), and the start of a learned one"
     )
-    prior: str = option("normal", "p(z)", tuple(PRIORS))
+    prior: str = option(
+        "normal", "p(z): fixed N(0, I), a learned mixture, or the VampPrior", PRIOR_NAMES
+    )
+    prior_components: int = option(50, "mixture components (mog) or pseudo-inputs (vamp)")
     beta: float = option(1.0, "weight of the KL term (1 = the ELBO)")
+    kl_warmup: int = option(0, "steps over which the KL weight rises linearly from 0 to beta")
+    free_bits: float = option(
+        0.0, "nats per latent dimension the KL is not pushed below (Kingma et al. 2016)"
+    )
     lr: float = option(1e-3, "Adam learning rate")
 
 
@@ -49,6 +56,7 @@ class VAE(nn.Module):
 
     Config = VAEConfig
     phases: tuple[str, ...] = ("main",)
+    steps_done: torch.Tensor  # [] training steps taken, for the KL warm-up
 
     @staticmethod
     def resolve_config(cfg: VAEConfig, kind: str) -> VAEConfig:
@@ -76,7 +84,14 @@ class VAE(nn.Module):
         self.decoder = decoder(
             d, self.data_shape, arch, config.hidden, config.depth, 2 if per_example_var else 1
         )
-        self.prior: Prior = PRIORS[config.prior](d)
+        if config.prior_components < 1:
+            raise PushforwardError(
+                f"--prior-components {config.prior_components}: must be at least 1"
+            )
+        self.prior: Prior = make_prior(
+            config.prior, d, config.prior_components, self.data_shape, self.encode
+        )
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for KL warm-up
         # points are standardized inside the model (fitted by the trainer); images stay in [0, 1]
         self.standardize = Standardize(self.data_shape)
         log_std = math.log(config.decoder_std)
@@ -138,11 +153,15 @@ class VAE(nn.Module):
         )
         z = mu + (0.5 * logvar).exp() * eps
         recon = self.log_likelihood(x, z)
-        kl = self.prior.analytic_kl(mu, logvar)
-        if kl is None:  # one-sample Monte Carlo KL for priors without a closed form
+        kl_dims = self.prior.analytic_kl(mu, logvar)  # [B, d] or None
+        if kl_dims is None:  # one-sample Monte Carlo KL for priors without a closed form
             q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
             kl = q - self.prior.log_prob(z)
-        return {"elbo": recon - kl, "recon": recon, "kl": kl}
+            out = {}
+        else:
+            kl = kl_dims.sum(-1)
+            out = {"kl_dims": kl_dims}
+        return {"elbo": recon - kl, "recon": recon, "kl": kl, **out}
 
     @torch.no_grad()
     def iwae_bound(
@@ -178,7 +197,19 @@ class VAE(nn.Module):
     def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
         """Negative (beta-)ELBO averaged over the batch, with its terms for logging."""
         t = self.elbo(x)
-        loss = -(t["recon"] - self.config.beta * t["kl"]).mean()
+        c = self.config
+        kl_term = t["kl"].mean()
+        if c.free_bits > 0:  # no pressure below free_bits nats per dimension (batch average)
+            if "kl_dims" in t:
+                kl_term = t["kl_dims"].mean(0).clamp(min=c.free_bits).sum()
+            else:
+                kl_term = kl_term.clamp(min=c.free_bits * c.latent_dim)
+        weight = torch.tensor(c.beta, device=x.device)
+        if c.kl_warmup > 0:  # a tensor op, so the loop never syncs with the host for it
+            weight = weight * ((self.steps_done + 1).float() / c.kl_warmup).clamp(max=1.0)
+        if self.training:
+            self.steps_done += 1
+        loss = -t["recon"].mean() + weight * kl_term
         return {
             "loss": loss,
             "elbo": t["elbo"].mean(),
@@ -196,10 +227,14 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z ~ p(z) pushed through the decoder: [n, *shape]. Points are full draws from p(x|z);
-        images are the decoder's mean (pixel probabilities), which is what one looks at."""
-        z = self.prior.sample(n, generator).to(self._device())
-        out, log_std = self._decode(z)
+        """z ~ p(z) pushed through the decoder: [n, *shape]."""
+        return self.generate(self.prior.sample(n, generator), generator)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode given latents z [n, d] (from the prior, or from an ex-post density). Points are
+        full draws from p(x|z); images are the decoder's mean (pixel probabilities)."""
+        out, log_std = self._decode(z.to(self._device()))
         if log_std is None:
             return torch.sigmoid(out)
         if len(self.data_shape) == 3:

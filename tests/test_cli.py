@@ -218,3 +218,19 @@ def test_bench_trains_each_model_for_the_budget(cli, tmp_path: Path) -> None:
     html = (tmp_path / "b" / "report.html").read_text()
     assert "grid25" in html and html.count("data:image/png;base64,") >= 4
     assert_user_error(cli("bench", "--data", "ring8", "--models", "gmm,flow"), "--models")
+
+
+def test_experiment_gmm_universality_quick(cli, tmp_path: Path) -> None:
+    code, _, err = cli("experiment", "gmm-universality", "--quick", "--out", "ex")
+    assert code == 0, err
+    res = json.loads((tmp_path / "ex" / "results.json").read_text())
+    ring = res["sets"]["ring8"]["fits"]
+    # more components fit better, down to the truth: 8 Gaussians for the 8 modes
+    nll = [r["nll_nats"] for r in ring]
+    assert nll == sorted(nll, reverse=True) and ring[-1]["k"] == 8
+    assert ring[-1]["kl_nats"] < 0.01 < 1.0 < ring[0]["kl_nats"]
+    checker = res["sets"]["checkerboard"]["fits"]
+    assert checker[-1]["kl_nats"] < checker[0]["kl_nats"]
+    assert res["sets"]["moons"]["true_entropy_nats"] is None
+    for png in ("nll_and_kl_vs_k.png", "densities.png"):
+        assert (tmp_path / "ex" / png).read_bytes()[:4] == b"\x89PNG"

@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--data-dir", default=None)
 
+    from .experiments import EXPERIMENTS
+
+    exp = sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
+    exp.add_argument("name", choices=sorted(EXPERIMENTS))
+    exp.add_argument("--out", default=None, help="results folder (default experiments/NAME)")
+    exp.add_argument(
+        "--quick", action="store_true", help="small budgets (for tests and a first look)"
+    )
+
     ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
     ev.add_argument("run")
     ev.add_argument(
@@ -227,6 +236,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(f"wrote {path} and {out / 'report.json'}")
 
 
+def _cmd_experiment(args: argparse.Namespace) -> None:
+    from .experiments import run_experiment
+
+    out = Path(args.out or Path("experiments") / args.name)
+    print(f"wrote {run_experiment(args.name, out, args.quick)} and the figures beside it")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .report import run_demo
 
@@ -236,6 +252,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "bench": _cmd_bench,
+    "experiment": _cmd_experiment,
     "train": _cmd_train,
     "sample": _cmd_sample,
     "eval": _cmd_eval,

@@ -14,7 +14,6 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import PushforwardError
@@ -192,7 +191,3 @@ def resolve(
 
 def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-def path_of(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None

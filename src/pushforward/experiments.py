@@ -72,7 +72,7 @@ def _universality_figures(out: Path, results: dict[str, Any], fits: dict[str, li
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_yscale("log")
-    plots.write(out / "nll_and_kl_vs_k.png", plots._fig_bytes(fig))
+    plots.write(out / "nll_and_kl_vs_k.png", plots.fig_bytes(fig))
     # the fitted densities: one row per set, the data then one column per K
     fig, axes = plt.subplots(
         len(names), len(ks) + 1, figsize=(1.8 * (len(ks) + 1), 1.8 * len(names)), squeeze=False
@@ -80,13 +80,13 @@ def _universality_figures(out: Path, results: dict[str, Any], fits: dict[str, li
     for i, name in enumerate(names):
         ds = load_dataset(name)
         ref = ds.train[:20000]
-        x0, x1, y0, y1 = plots._limits(ref)
+        x0, x1, y0, y1 = plots.data_limits(ref)
         axes[i, 0].hist2d(
             ref[:, 0].numpy(), ref[:, 1].numpy(), bins=120, range=[[x0, x1], [y0, y1]], cmap="magma"
         )
         axes[i, 0].set_ylabel(name, fontsize=8)
         for j, gmm in enumerate(fits[name]):
-            plots._draw_density(axes[i, j + 1], gmm.log_prob, (x0, x1, y0, y1), "magma")
+            plots.draw_density(axes[i, j + 1], gmm.log_prob, (x0, x1, y0, y1), "magma")
             if i == 0:
                 axes[i, j + 1].set_title(f"K = {ks[j]}", fontsize=8)
         if i == 0:
@@ -94,7 +94,7 @@ def _universality_figures(out: Path, results: dict[str, Any], fits: dict[str, li
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    plots.write(out / "densities.png", plots._fig_bytes(fig))
+    plots.write(out / "densities.png", plots.fig_bytes(fig))
 
 
 EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {

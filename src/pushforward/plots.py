@@ -46,21 +46,21 @@ def png_bytes_of_grid(images: torch.Tensor, nrow: int | None = None, scale: int 
     return buf.getvalue()
 
 
-def _fig_bytes(fig: plt.Figure) -> bytes:
+def fig_bytes(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
 
-def _limits(points: torch.Tensor) -> tuple[float, float, float, float]:
+def data_limits(points: torch.Tensor) -> tuple[float, float, float, float]:
     lo = torch.quantile(points, 0.001, dim=0)
     hi = torch.quantile(points, 0.999, dim=0)
     span = (hi - lo).max().item() * 0.1 + 0.1
     return lo[0].item() - span, hi[0].item() + span, lo[1].item() - span, hi[1].item() + span
 
 
-def _draw_density(
+def draw_density(
     ax: plt.Axes, log_prob: LogDensity, limits: tuple[float, float, float, float], cmap: str
 ) -> None:
     """exp(log_prob) on a 300x300 grid over ``limits`` = (x0, x1, y0, y1)."""
@@ -84,10 +84,10 @@ def scatter_bytes(
 ) -> bytes:
     """Samples [N, 2] as dots over the data: its density when known, else a histogram of it."""
     samples, reference = samples.detach().float().cpu(), reference.detach().float().cpu()
-    x0, x1, y0, y1 = _limits(reference)
+    x0, x1, y0, y1 = data_limits(reference)
     fig, ax = plt.subplots(figsize=(4, 4))
     if density is not None:
-        _draw_density(ax, density, (x0, x1, y0, y1), "Greys")
+        draw_density(ax, density, (x0, x1, y0, y1), "Greys")
     else:
         ax.hist2d(
             reference[:, 0].numpy(),
@@ -101,16 +101,16 @@ def scatter_bytes(
     ax.set_ylim(y0, y1)
     ax.set_title(title)
     ax.set_aspect("equal")
-    return _fig_bytes(fig)
+    return fig_bytes(fig)
 
 
 def density_bytes(log_prob: LogDensity, reference: torch.Tensor, title: str) -> bytes:
     """A model's density on a grid over the data's range, for 2-D models with ``log_prob``."""
     fig, ax = plt.subplots(figsize=(4, 4))
-    _draw_density(ax, log_prob, _limits(reference.detach().float().cpu()), "magma")
+    draw_density(ax, log_prob, data_limits(reference.detach().float().cpu()), "magma")
     ax.set_title(title)
     ax.set_aspect("equal")
-    return _fig_bytes(fig)
+    return fig_bytes(fig)
 
 
 def curve_bytes(
@@ -126,7 +126,7 @@ def curve_bytes(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _fig_bytes(fig)
+    return fig_bytes(fig)
 
 
 def latent_bytes(z: torch.Tensor, labels: torch.Tensor | None, title: str) -> bytes:
@@ -151,7 +151,7 @@ def latent_bytes(z: torch.Tensor, labels: torch.Tensor | None, title: str) -> by
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title(title)
-    return _fig_bytes(fig)
+    return fig_bytes(fig)
 
 
 def samples_figure(

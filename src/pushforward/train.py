@@ -343,14 +343,7 @@ def fit(
         else:
             info = _fit_em(model, data.train.to(device), tcfg, log, progress)
             if dist.is_main():
-                save_tensors(
-                    run_dir / CHECKPOINTS / "last.safetensors",
-                    {**model.state_dict(), "rng.torch": torch.get_rng_state()},
-                )
-                atomic_write_json(
-                    run_dir / CHECKPOINTS / "last.json",
-                    {"step": info["iterations"], "finished": True, "version": __version__},
-                )
+                _save_checkpoint(run_dir, model, {}, {"step": info["iterations"], "finished": True})
     finally:
         log.close()
     run = Run(run_dir, model_name, model, tcfg, mcfg)

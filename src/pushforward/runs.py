@@ -51,11 +51,6 @@ def binarize(ds: Dataset, mode: str) -> Dataset:
     return replace(ds, test=test)
 
 
-def prepare_data(tcfg: TrainConfig) -> Dataset:
-    """The data exactly as training saw it."""
-    return binarize(load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data), tcfg.binarize)
-
-
 def save_model(run_dir: Path, name: str, model: Any, mcfg: Any, info: dict[str, Any]) -> None:
     save_tensors(run_dir / WEIGHTS, model.state_dict())
     atomic_write_json(
@@ -131,21 +126,20 @@ class Run:
         return next(iter(self.model.state_dict().values())).device
 
     @property
-    def data(self) -> Dataset:
-        """The run's data as training saw it (loaded on first use)."""
-        if self._data is None:
-            self._data = prepare_data(self.train_config)
-        return self._data
-
-    @property
     def raw_data(self) -> Dataset:
-        """The run's data before binarization: what feature metrics compare samples with."""
-        if self.train_config.binarize in ("none", "auto"):
-            return self.data
+        """The run's data as loaded, before binarization: what feature metrics compare samples
+        with (loaded once, on first use)."""
         if self._raw is None:
             tc = self.train_config
             self._raw = load_dataset(tc.data, tc.data_dir, tc.test_data)
         return self._raw
+
+    @property
+    def data(self) -> Dataset:
+        """The run's data as training saw it: ``raw_data`` with the run's binarization."""
+        if self._data is None:
+            self._data = binarize(self.raw_data, self.train_config.binarize)
+        return self._data
 
     def history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []

@@ -347,7 +347,7 @@ def fit(
     finally:
         log.close()
     run = Run(run_dir, model_name, model, tcfg, mcfg)
-    run._data = data
+    run._raw, run._data = raw, data
     if dist.is_main():
         save_model(run_dir, model_name, model, mcfg, info)
         n = 1000 if data.kind == "points" else 64

@@ -234,3 +234,19 @@ def test_experiment_gmm_universality_quick(cli, tmp_path: Path) -> None:
     assert res["sets"]["moons"]["true_entropy_nats"] is None
     for png in ("nll_and_kl_vs_k.png", "densities.png"):
         assert (tmp_path / "ex" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_experiment_mode_collapse_quick(cli, tmp_path: Path) -> None:
+    code, _, err = cli("experiment", "mode-collapse", "--quick", "--out", "mc")
+    assert code == 0, err
+    res = json.loads((tmp_path / "mc" / "results.json").read_text())
+    assert res["quick"] and res["seeds"] == [0]
+    for data, k in (("ring8", 8), ("grid25", 25)):
+        rows = res["sets"][data]
+        assert set(rows) == {"gan (ns)", "pacgan4"} and data in res["published"]
+        for row in rows.values():
+            mean, se = row["modes"]
+            assert 0 <= mean <= k and se == 0.0 and len(row["per_seed"]) == 1
+    packed = json.loads((tmp_path / "mc" / "runs" / "ring8-pacgan4-0" / "config.json").read_text())
+    assert packed["model_config"]["pack"] == 4  # the remedy really ran
+    assert (tmp_path / "mc" / "samples.png").read_bytes()[:4] == b"\x89PNG"

@@ -203,3 +203,11 @@ def test_pickled_npy_never_runs(tmp_path: Path, cli) -> None:
     assert_user_error(cli("eval", str(tmp_path)), "not found")
     assert not marker.exists()
     pickle.dumps(_Payload("unused"))  # the payload class itself is well-formed
+
+
+def test_values_beyond_float32_range(tmp_path: Path, cli) -> None:
+    """Found by the fuzzer: float64 points that overflow float32 must not become silent infs."""
+    np.save(tmp_path / "big.npy", np.array([[1e300, 0.0], [1.0, 2.0]]))
+    assert_user_error(
+        cli("train", "gmm", "--data", f"npy:{tmp_path / 'big.npy'}"), "float32", "big.npy"
+    )

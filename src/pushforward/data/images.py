@@ -110,7 +110,13 @@ def array_to_tensor(arr: np.ndarray, source: str) -> tuple[str, torch.Tensor]:
         bad = int((~np.isfinite(arr)).sum())
         raise PushforwardError(f"{source}: {bad} NaN or inf values; remove or replace them")
     if arr.ndim == 2:
-        return "points", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        with np.errstate(over="ignore"):
+            pts = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(pts).all():
+            raise PushforwardError(
+                f"{source}: values beyond float32's range (|x| > 3.4e38); rescale them"
+            )
+        return "points", torch.from_numpy(pts)
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.shape[1] not in (1, 3) and arr.shape[3] in (1, 3):

@@ -46,6 +46,9 @@ def latent_metrics(
     log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]
     log_q_own = (-0.5 * (((z - mu) / std).pow(2) + logvar + math.log(2 * math.pi))).sum(-1)
     prior = model.prior
+    params = list(prior.parameters())
+    device = params[0].device if params else z.device  # a learned prior lives on the model's device
+    log_prior = prior.log_prob(z.to(device, torch.float32)).double().cpu()
     zp = prior.sample(prior_samples, g).double()
     log_q_at_prior = log_aggregate_posterior(zp, mu, logvar)
     # a prior sample lies in a hole where q(z) is lower than at 99% of the posterior's own samples
@@ -53,7 +56,7 @@ def latent_metrics(
     out: dict[str, Any] = {
         "active_units": int((mu.var(0) > 0.01).sum()),
         "mutual_info": float(log_q_own.mean() - log_q_agg.mean()),
-        "agg_posterior_kl": float((log_q_agg - prior.log_prob(z).double()).mean()),
+        "agg_posterior_kl": float((log_q_agg - log_prior).mean()),
         "prior_holes": float((log_q_at_prior < threshold).double().mean()),
         "latent_n": len(x),
     }

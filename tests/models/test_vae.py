@@ -142,7 +142,7 @@ def test_vamp_prior_is_the_mixture_of_posteriors_at_pseudo_inputs() -> None:
 
 
 @pytest.mark.parametrize("prior", ["mog", "vamp"])
-def test_learned_priors_train_and_bound_consistently(prior: str) -> None:
+def test_learned_priors_train_bound_and_diagnose_consistently(prior: str) -> None:
     run = pushforward.train(
         "vae",
         data="digits",
@@ -153,8 +153,11 @@ def test_learned_priors_train_and_bound_consistently(prior: str) -> None:
         prior_components=10,
         latent_dim=4,
     )
-    ev = run.evaluate(["elbo", "nll"], k=200)
+    ev = run.evaluate(["elbo", "nll", "latent"], k=200)
     assert -40 < ev["elbo"] < -ev["nll_nats"]  # trained, and IWAE above the ELBO
+    # the latent diagnostics score a learned prior too (per-dimension KL is N(0, I)'s only)
+    assert math.isfinite(ev["agg_posterior_kl"]) and 0 <= ev["prior_holes"] <= 1
+    assert "kl_per_dim" not in ev
     again = pushforward.load(str(run.path))
     assert torch.equal(again.sample(8, seed=1), run.sample(8, seed=1))
 

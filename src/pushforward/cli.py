@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--quick", action="store_true", help="small budgets (for tests and a first look)"
     )
+    exp.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, each in its own process"
+    )
+    exp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    exp.add_argument("--data-dir", default=None, help="folder holding downloaded data sets")
 
     ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
     ev.add_argument("run")
@@ -237,10 +242,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:
-    from .experiments import run_experiment
+    from .experiments import Settings, run_experiment
 
     out = Path(args.out or Path("experiments") / args.name)
-    print(f"wrote {run_experiment(args.name, out, args.quick)} and the figures beside it")
+    settings = Settings(args.jobs, args.device, args.data_dir)
+    print(f"wrote {run_experiment(args.name, out, args.quick, settings)} and the figures beside it")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:

@@ -6,9 +6,14 @@ full results with the command that made them. ``--quick`` shrinks the budgets fo
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +22,89 @@ import torch
 from tqdm.auto import tqdm
 
 from . import plots
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, read_json
 from .data import TOY_SETS, load_dataset
+from .errors import PushforwardError
 from .models.gmm import GMM, GMMConfig
 
 
-def gmm_universality(out: Path, quick: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settings:
+    """How an experiment runs, not what it measures: worker processes, device, data folder."""
+
+    jobs: int = 1
+    device: str = "auto"
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of an experiment and how it is scored (a name in SCORERS)."""
+
+    model: str
+    folder: str
+    options: dict[str, Any]
+    score: str
+    score_args: dict[str, Any] = field(default_factory=dict)
+
+
+def _job_key(job: Job) -> Any:
+    # the device is how, not what: a run trained on the GPU is reused on the CPU
+    options = {k: v for k, v in job.options.items() if k != "device"}
+    return json.loads(json.dumps([job.model, options, job.score, job.score_args]))
+
+
+def _do_job(job: Job) -> dict[str, Any]:
+    """Train and score one run, or return the scores of the identical finished job in its
+    folder: an interrupted experiment, run again, redoes only what did not finish."""
+    from .runs import EXPERIMENT_DONE
+
+    done = Path(job.folder) / EXPERIMENT_DONE
+    if done.exists():
+        try:
+            prior = read_json(done)
+        except PushforwardError:
+            prior = {}
+        if isinstance(prior, dict) and prior.get("job") == _job_key(job):
+            return prior["scores"]  # type: ignore[no-any-return]
+    from .train import train
+
+    start = time.perf_counter()
+    run = train(job.model, out=job.folder, overwrite=True, progress=False, **job.options)
+    seconds = round(time.perf_counter() - start, 1)
+    scores = {**SCORERS[job.score](run, **job.score_args), "train_seconds": seconds}
+    atomic_write_json(done, {"job": _job_key(job), "scores": scores})
+    return scores
+
+
+def _set_threads(n: int) -> None:
+    torch.set_num_threads(n)
+
+
+def _run_jobs(jobs: list[Job], settings: Settings, desc: str) -> list[dict[str, Any]]:
+    """Scores of every job, in order; ``settings.jobs`` processes share the cores evenly (one
+    thread each on two cores: oversubscribed threads slow everything many-fold)."""
+    jobs = [replace_options(j, device=settings.device, data_dir=settings.data_dir) for j in jobs]
+    if settings.jobs <= 1 or len(jobs) == 1:
+        return [_do_job(j) for j in tqdm(jobs, desc=desc, unit="run")]
+    threads = max(1, (os.cpu_count() or 1) // settings.jobs)
+    with ProcessPoolExecutor(
+        min(settings.jobs, len(jobs)),
+        mp_context=get_context("spawn"),
+        initializer=_set_threads,
+        initargs=(threads,),
+    ) as pool:
+        futures = [pool.submit(_do_job, j) for j in jobs]
+        return [f.result() for f in tqdm(futures, desc=desc, unit="run")]
+
+
+def replace_options(job: Job, **options: Any) -> Job:
+    return Job(job.model, job.folder, {**job.options, **options}, job.score, job.score_args)
+
+
+def gmm_universality(
+    out: Path, quick: bool = False, settings: Settings = Settings()
+) -> dict[str, Any]:
     """Claim: a mixture of Gaussians approximates almost any density. GMMs with K = 1, 2, 4, ...,
     64 on every 2-D set: held-out NLL against K, the KL from the true density where it is known
     (KL(p || q) = E_p[log p - log q], estimated on the test points), and the fitted densities."""
@@ -107,6 +189,7 @@ MODE_BASE: dict[str, Any] = {
     "beta2": 0.9,
     "batch_size": 128,
 }
+MODE_STEPS = 10_000
 MODE_CONFIGS: dict[str, dict[str, Any]] = {
     "gan (ns)": {},
     "gan (minimax)": {"loss": "minimax"},
@@ -139,17 +222,17 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-")
 
 
-def mode_collapse(out: Path, quick: bool = False) -> dict[str, Any]:
+def mode_collapse(
+    out: Path, quick: bool = False, settings: Settings = Settings()
+) -> dict[str, Any]:
     """Claim: GANs drop modes, and the remedies bring them back. Every configuration of
     MODE_CONFIGS on ring8 and grid25 over several seeds; modes, high-quality fraction and reverse
     KL (PacGAN's definitions, 2,500 samples) as mean and standard error, beside the published
     rows."""
-    from .data import TOY_MODES, TOY_STD
-    from .metrics.modes import mode_coverage
-    from .train import train
+    from .runs import Run
 
     seeds = [0] if quick else [0, 1, 2, 3, 4]
-    steps = 150 if quick else 20_000
+    steps = 150 if quick else MODE_STEPS
     configs = {k: MODE_CONFIGS[k] for k in ("gan (ns)", "pacgan4")} if quick else MODE_CONFIGS
     results: dict[str, Any] = {
         "steps": steps,
@@ -158,41 +241,49 @@ def mode_collapse(out: Path, quick: bool = False) -> dict[str, Any]:
         "published": PUBLISHED_MODES,
         "sets": {},
     }
-    shown: dict[str, dict[str, torch.Tensor]] = {}
-    for data in ("ring8", "grid25"):
-        modes = torch.as_tensor(TOY_MODES[data])
+    sets = ("ring8", "grid25")
+    # the slowest (several D steps per G step) first, so the workers finish together
+    order = sorted(configs, key=lambda name: -configs[name].get("d_steps", 1))
+    jobs = [
+        Job(
+            "gan",
+            str(out / "runs" / f"{data}-{_slug(name)}-{seed}"),
+            {
+                **MODE_BASE,
+                **configs[name],
+                "data": data,
+                "steps": steps,
+                "seed": seed,
+                "log_every": max(1, steps // 20),
+            },
+            "modes",
+            {"seed": seed},
+        )
+        for data in sets
+        for name in order
+        for seed in seeds
+    ]
+    scores = iter(_run_jobs(jobs, settings, "mode-collapse"))
+    for data in sets:
         rows: dict[str, Any] = {}
-        for name, extra in tqdm(configs.items(), desc=f"mode-collapse {data}", unit="config"):
-            per_seed = []
-            for seed in seeds:
-                folder = out / "runs" / f"{data}-{_slug(name)}-{seed}"
-                options = {
-                    **MODE_BASE,
-                    **extra,
-                    "steps": steps,
-                    "seed": seed,
-                    "log_every": max(1, steps // 20),
-                }
-                run = train("gan", data=data, out=folder, overwrite=True, progress=False, **options)
-                x = run.sample(2500, seed=seed)
-                per_seed.append(mode_coverage(x, modes, TOY_STD[data]))
-                if seed == seeds[0]:
-                    shown.setdefault(data, {})[name] = x
+        for name in order:
+            per_seed = [next(scores) for _ in seeds]
             summary = {
                 k: _mean_se([r[k] for r in per_seed])
                 for k in ("modes", "hq_fraction", "reverse_kl_modes")
             }
             rows[name] = {"per_seed": per_seed, **summary}
-        results["sets"][data] = rows
+        results["sets"][data] = {name: rows[name] for name in configs}
     names = list(configs)
     fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names), 5.4), squeeze=False)
-    for i, data in enumerate(("ring8", "grid25")):
+    for i, data in enumerate(sets):
         ref = load_dataset(data).train[:20000]
         x0, x1, y0, y1 = plots.data_limits(ref)
         for j, name in enumerate(names):
             ax = axes[i, j]
             ax.scatter(ref[:3000, 0], ref[:3000, 1], s=1, c="0.7", linewidths=0)
-            x = shown[data][name]
+            run = Run.load(out / "runs" / f"{data}-{_slug(name)}-{seeds[0]}", "cpu")
+            x = run.sample(2500, seed=seeds[0])
             ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.5, linewidths=0)
             ax.set_xlim(x0, x1)
             ax.set_ylim(y0, y1)
@@ -204,19 +295,277 @@ def mode_collapse(out: Path, quick: bool = False) -> dict[str, Any]:
     return results
 
 
-EXPERIMENTS: dict[str, Callable[[Path, bool], dict[str, Any]]] = {
+# ------------------------------------------------------------------ scorers (run -> numbers)
+
+
+def _score_modes(run: Any, seed: int = 0) -> dict[str, Any]:
+    from .data import TOY_MODES, TOY_STD
+    from .metrics.modes import mode_coverage
+
+    data = run.train_config.data
+    x = run.sample(2500, seed=seed)
+    return mode_coverage(x, torch.as_tensor(TOY_MODES[data]), TOY_STD[data])
+
+
+def sampler_parameters(model: Any) -> int:
+    """Parameters that define the distribution samples come from: all of a GMM's, the VAE's
+    decoder and prior, the GAN's generator (encoder and discriminator only help train)."""
+    if hasattr(model, "n_parameters"):
+        return int(model.n_parameters())
+    parts = [model.decoder, model.prior] if hasattr(model, "decoder") else [model.generator]
+    return sum(p.numel() for part in parts for p in part.parameters())
+
+
+def _score_images(run: Any, n_fake: int = 10_000) -> dict[str, Any]:
+    """Sample quality against the test images (feature metrics), and the model's size."""
+    scores = run.evaluate(["features"], n_fake=n_fake, write=False)
+    return {
+        **{k: v for k, v in scores.items() if k not in ("split", "data", "seed")},
+        "sampler_parameters": sampler_parameters(run.model),
+        "parameters": sum(p.numel() for p in run.model.parameters())
+        if not hasattr(run.model, "n_parameters")
+        else int(run.model.n_parameters()),
+    }
+
+
+def _score_vae(
+    run: Any, n_real: int = 2000, k: int = 1000, n_fake: int = 10_000, features: bool = True
+) -> dict[str, Any]:
+    """Test NLL (IWAE-k on the first n_real test images), the ELBO, the latent diagnostics, and
+    the sample metrics with z from the prior and from the ex-post GMM."""
+    metrics = ["nll", "elbo", "latent"]
+    scores = run.evaluate(metrics, n_real=n_real, k=k, n_fake=n_fake, write=False)
+    if features:
+        for sampler in ("prior", "gmm"):
+            f = run.evaluate(["features"], n_fake=n_fake, sampler=sampler, write=False)
+            scores.update({f"{key}_{sampler}": v for key, v in f.items() if key in _FEATURE_KEYS})
+            scores.update({key: v for key, v in f.items() if key.endswith("_floor")})
+    return scores
+
+
+_FEATURE_KEYS = ("fd", "precision", "recall", "density", "coverage", "class_kl")
+
+SCORERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "modes": _score_modes,
+    "images": _score_images,
+    "vae": _score_vae,
+}
+
+
+def _image_panels(out: Path, panels: dict[str, torch.Tensor], name: str, cols: int = 4) -> None:
+    """One picture of several models' samples, 36 each, titled by model."""
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, x) in zip(axes.flat, panels.items(), strict=False):
+        ax.imshow(plots.image_grid(x[:36], nrow=6), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+    plots.write(out / name, plots.fig_bytes(fig))
+
+
+def _need_classifier(data: str, settings: Settings) -> None:
+    """Train (or load) the feature classifier once, before workers that would each train it."""
+    from .metrics.features import classifier_for
+
+    classifier_for(load_dataset(data, settings.data_dir))
+
+
+# ------------------------------------------------------------------ explicit vs implicit
+
+# matched to the VAE's decoder: the MLP sizes per data set; GMM components follow from them
+EXPLICIT_NETS: dict[str, dict[str, Any]] = {
+    "digits": {"latent_dim": 16, "hidden": 128, "depth": 2},
+    "fashion-mnist": {"latent_dim": 40, "hidden": 512, "depth": 2},
+}
+
+
+def _gmm_components(per_component: int, budget: int) -> int:
+    return max(1, round(budget / per_component))
+
+
+def explicit_vs_implicit(
+    out: Path, quick: bool = False, settings: Settings = Settings()
+) -> dict[str, Any]:
+    """Claim: in high dimension an explicit density stops paying, and implicit models take over.
+    A pixel-space GMM (full and diagonal covariances) against the VAE and the GAN, each with as
+    many sampling parameters as the VAE's decoder, on digits and Fashion-MNIST: Fréchet
+    distance, precision/recall/density/coverage and class balance, and the samples."""
+    from .models.vae import VAE, VAEConfig
+    from .runs import Run
+
+    sets = ["digits"] if quick else ["digits", "fashion-mnist"]
+    results: dict[str, Any] = {"sets": {}}
+    jobs: list[Job] = []
+    for data in sets:
+        ds = load_dataset(data, settings.data_dir)
+        net = EXPLICIT_NETS[data]
+        budget = sampler_parameters(VAE(VAEConfig(**net, likelihood="bernoulli"), ds.shape))
+        d = math.prod(ds.shape)
+        epochs = (100 if quick else 300) if data == "digits" else 10
+        steps_per_epoch = math.ceil(len(ds.train) / 128)
+        runs: dict[str, tuple[str, dict[str, Any]]] = {
+            "gmm full": (
+                "gmm",
+                {
+                    "components": _gmm_components(d + d * (d + 1) // 2 + 1, budget),
+                    "reg_covar": 1e-2,
+                    "steps": 20 if quick else 100,
+                },
+            ),
+            "gmm diag": (
+                "gmm",
+                {
+                    "components": _gmm_components(2 * d + 1, budget),
+                    "covariance": "diag",
+                    "reg_covar": 1e-2,
+                    "steps": 20 if quick else 100,
+                },
+            ),
+            "vae": ("vae", {**net, "epochs": epochs}),
+            "gan": ("gan", {**net, **_GAN_STABLE, "steps": epochs * steps_per_epoch}),
+        }
+        results["sets"][data] = {"budget": budget, "models": {}}
+        for name, (model, options) in runs.items():
+            folder = str(out / "runs" / f"{data}-{_slug(name)}")
+            jobs.append(Job(model, folder, {**options, "data": data, "seed": 0}, "images"))
+        _need_classifier(data, settings)
+    scores = iter(_run_jobs(jobs, settings, "explicit-vs-implicit"))
+    for data in sets:
+        panels = {}
+        ds = load_dataset(data, settings.data_dir)
+        assert ds.test is not None
+        panels["data (test)"] = ds.test[:36]
+        for name in ("gmm full", "gmm diag", "vae", "gan"):
+            results["sets"][data]["models"][name] = next(scores)
+            run = Run.load(out / "runs" / f"{data}-{_slug(name)}", "cpu")
+            panels[name] = run.sample(36, seed=0)
+        _image_panels(out, panels, f"samples-{data}.png", cols=5)
+    return results
+
+
+_GAN_STABLE = {"lr": 5e-4, "beta1": 0.0, "beta2": 0.9}
+
+
+# ------------------------------------------------------------------ the fixed prior
+
+FIXED_PRIORS: dict[str, dict[str, Any]] = {
+    "normal": {"prior": "normal"},
+    "mog": {"prior": "mog", "prior_components": 50},
+    "vamp": {"prior": "vamp", "prior_components": 500},
+}
+
+
+def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings()) -> dict[str, Any]:
+    """Claim: a fixed N(0, I) prior forces the aggregate posterior to match it, costing
+    likelihood and leaving holes; learned priors and an ex-post latent GMM are the remedies.
+    Equal budgets per prior on Fashion-MNIST (digits with --quick): test NLL (IWAE), active
+    units, aggregate-posterior KL, prior-hole fraction and the sample Fréchet distance with z
+    drawn from the prior and from the ex-post GMM; and 2-d latents drawn over their prior."""
+    from .runs import Run
+
+    data = "digits" if quick else FIXED_PRIOR_DATA
+    base = (
+        {"latent_dim": 16, "hidden": 128, "depth": 2, "epochs": 150}
+        if quick
+        else {"latent_dim": 40, "hidden": 512, "depth": 2, "epochs": FIXED_PRIOR_EPOCHS}
+    )
+    priors = dict(FIXED_PRIORS)
+    if quick:
+        priors["mog"] = {**priors["mog"], "prior_components": 10}
+        priors["vamp"] = {**priors["vamp"], "prior_components": 50}
+    score = {"n_real": 360, "k": 100, "n_fake": 2000} if quick else {"n_real": 2000, "k": 1000}
+    jobs = [
+        Job(
+            "vae",
+            str(out / "runs" / name),
+            {**base, **extra, "data": data, "seed": 0},
+            "vae",
+            score,
+        )
+        for name, extra in priors.items()
+    ]
+    # 2-d latents to look at: the aggregate posterior over the prior's density
+    two_d = {"normal": priors["normal"], "mog": {"prior": "mog", "prior_components": 10}}
+    jobs += [
+        Job(
+            "vae",
+            str(out / "runs" / f"2d-{name}"),
+            {**base, **extra, "latent_dim": 2, "data": data, "seed": 0},
+            "vae",
+            {**score, "features": False},
+        )
+        for name, extra in two_d.items()
+    ]
+    _need_classifier(data, settings)
+    scores = _run_jobs(jobs, settings, "fixed-prior")
+    results: dict[str, Any] = {
+        "data": data,
+        "base": base,
+        "priors": priors,
+        "score": score,
+        "runs": dict(zip(priors, scores, strict=False)),
+        "latent_2d": dict(zip(two_d, scores[len(priors) :], strict=True)),
+    }
+    panels = {}
+    for name in priors:
+        run = Run.load(out / "runs" / name, "cpu")
+        panels[f"{name} prior"] = run.sample(36, seed=0)
+        panels[f"{name}, ex-post GMM"] = run.sample(36, seed=0, sampler="gmm")
+    _image_panels(out, panels, "samples.png", cols=2)
+    _latent_2d_figure(out, list(two_d))
+    return results
+
+
+FIXED_PRIOR_DATA = "fashion-mnist"
+FIXED_PRIOR_EPOCHS = 20
+
+
+def _latent_2d_figure(out: Path, names: list[str]) -> None:
+    """Encoder means of test images (coloured by class) over the prior's density: where the
+    prior has mass and no codes are, its samples decode to something between the classes."""
+    from .runs import Run
+
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        run = Run.load(out / "runs" / f"2d-{name}", "cpu")
+        z, labels = run.latents(5000)
+        lim = float(z.abs().quantile(0.995)) * 1.15
+        lim = max(lim, 3.0)
+        g = torch.linspace(-lim, lim, 200)
+        zz = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            prior: Any = run.model.prior
+            dens = prior.log_prob(zz).exp().reshape(200, 200)
+        ax.contourf(g, g, dens, levels=12, cmap="Greys")
+        c = None if labels is None else labels.numpy()
+        ax.scatter(z[:, 0], z[:, 1], c=c, cmap="tab10", s=2, alpha=0.6, linewidths=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_title(f"{name} prior (grey) and test codes (colour)", fontsize=9)
+    plots.write(out / "latent-2d.png", plots.fig_bytes(fig))
+
+
+EXPERIMENTS: dict[str, Callable[[Path, bool, Settings], dict[str, Any]]] = {
     "gmm-universality": gmm_universality,
+    "explicit-vs-implicit": explicit_vs_implicit,
+    "fixed-prior": fixed_prior,
     "mode-collapse": mode_collapse,
 }
 
 
-def run_experiment(name: str, out: Path, quick: bool = False) -> Path:
-    """Run one experiment into ``out``; writes out/results.json beside its figures."""
+def run_experiment(
+    name: str, out: Path, quick: bool = False, settings: Settings = Settings()
+) -> Path:
+    """Run one experiment into ``out``; writes out/results.json beside its figures. Run again
+    after an interruption, it reuses every run that finished."""
+    if settings.jobs < 1:
+        raise PushforwardError(f"--jobs {settings.jobs}: must be at least 1")
     start = time.perf_counter()
-    results = EXPERIMENTS[name](out, quick)
+    results = EXPERIMENTS[name](out, quick, settings)
     results.update(experiment=name, quick=quick, seconds=round(time.perf_counter() - start, 1))
     atomic_write_json(out / "results.json", results)
     return out / "results.json"
 
 
-__all__ = ["EXPERIMENTS", "run_experiment"]
+__all__ = ["EXPERIMENTS", "Settings", "run_experiment", "sampler_parameters"]

@@ -6,6 +6,7 @@ checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON o
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,20 @@ FORMAT = 1  # bump when the meaning of saved tensors changes
 CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
 WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png"
 CHECKPOINTS = "checkpoints"
+EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scored the run
+
+
+def clear_run(path: Path) -> None:
+    """Delete every file a run writes (and what is derived from it: eval.json, ex-post GMMs,
+    an experiment's scores), so that a run trained over an old one inherits nothing stale.
+    Other files in the folder are left alone."""
+    names = [EXPERIMENT_DONE, EVAL, SAMPLES, WEIGHTS, WEIGHTS_META, HISTORY, CONFIG]
+    derived = [*path.glob("expost-gmm-*.safetensors"), *path.glob("expost-gmm-*.json")]
+    for f in [path / n for n in names] + derived:
+        f.unlink(missing_ok=True)
+    for folder in (path / CHECKPOINTS, path / "tensorboard"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def resolve_binarize(mode: str, mcfg: Any, kind: str) -> str:

@@ -27,7 +27,17 @@ from .data import Dataset, InMemoryLoader, load_dataset
 from .errors import PushforwardError
 from .models import MODELS
 from .models.gmm import DEFAULT_EM_STEPS
-from .runs import CHECKPOINTS, CONFIG, HISTORY, SAMPLES, Run, binarize, resolve_binarize, save_model
+from .runs import (
+    CHECKPOINTS,
+    CONFIG,
+    HISTORY,
+    SAMPLES,
+    Run,
+    binarize,
+    clear_run,
+    resolve_binarize,
+    save_model,
+)
 
 DEFAULT_EPOCHS = 10
 
@@ -57,13 +67,14 @@ def _claim_run_dir(out: str | Path | None, model: str, data: str, overwrite: boo
         )
     if path.exists() and not path.is_dir():
         raise PushforwardError(f"--out {path}: is a file; choose a folder")
+    if path.is_dir():
+        clear_run(path)
     try:
         (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PushforwardError(
             f"--out {path}: cannot create ({e.strerror}); choose a writable folder"
         ) from None
-    (path / HISTORY).unlink(missing_ok=True)
     return path
 
 

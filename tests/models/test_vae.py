@@ -194,3 +194,13 @@ def test_expost_gmm_sampler(tmp_path) -> None:
         run.sample(16, seed=2, sampler="gmm", components=5),
     )
     assert run.evaluate(["features"], n_fake=300, sampler="gmm")["sampler"] == "gmm"
+    # retraining over the folder leaves nothing of the old run: the cached latent GMM was fitted
+    # to the old encoder, and sampling the new decoder from it was a real bug
+    (tmp_path / "e" / "notes.txt").write_text("mine")
+    again = pushforward.train(
+        "vae", data="digits", steps=20, out="e", progress=False, latent_dim=4, overwrite=True
+    )
+    left = {p.name for p in (tmp_path / "e").iterdir()}
+    assert "expost-gmm-5.safetensors" not in left and "eval.json" not in left
+    assert "notes.txt" in left  # files pushforward did not write are the user's
+    assert max(row["step"] for row in again.history()) <= 20  # no rows of the 200-step run

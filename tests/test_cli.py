@@ -298,5 +298,7 @@ def test_experiment_fixed_prior_quick(cli, tmp_path: Path) -> None:
     assert normal["precision_gmm"] > normal["precision_prior"] + 0.03
     for png in ("samples.png", "latent-2d.png"):
         assert (tmp_path / "fp" / png).read_bytes()[:4] == b"\x89PNG"
+    summary = (tmp_path / "fp" / "summary.md").read_text()
+    assert f"| vamp | {runs['vamp']['nll_nats']:.3f} |" in summary  # the tables show the JSON
     vamp = json.loads((tmp_path / "fp" / "runs" / "vamp" / "config.json").read_text())
     assert vamp["model_config"]["prior"] == "vamp"  # the remedy really ran

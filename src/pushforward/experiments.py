@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import plots
-from .checkpoint import atomic_write_json, read_json
+from .checkpoint import atomic_write_bytes, atomic_write_json, read_json
 from .data import TOY_SETS, load_dataset
 from .errors import PushforwardError
 from .models.gmm import GMM, GMMConfig
@@ -95,7 +95,13 @@ def _run_jobs(jobs: list[Job], settings: Settings, desc: str) -> list[dict[str, 
         initargs=(threads,),
     ) as pool:
         futures = [pool.submit(_do_job, j) for j in jobs]
-        return [f.result() for f in tqdm(futures, desc=desc, unit="run")]
+        try:
+            for f in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run"):
+                f.result()  # the first failure stops the experiment, not the last
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # finished runs stay reusable
+            raise
+        return [f.result() for f in futures]
 
 
 def replace_options(job: Job, **options: Any) -> Job:
@@ -546,6 +552,109 @@ def _latent_2d_figure(out: Path, names: list[str]) -> None:
     plots.write(out / "latent-2d.png", plots.fig_bytes(fig))
 
 
+# ------------------------------------------------------------------ summary.md: the numbers as tables
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return "–" if v is None else str(v)
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean_se: list[float] | tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
+    mean, se = mean_se
+    return f"{mean * scale:.{digits}f} ± {se * scale:.{digits}f}"
+
+
+def _mode_collapse_md(r: dict[str, Any]) -> str:
+    out = [f"{len(r['seeds'])} seeds, {r['steps']:,} steps each; mean ± standard error.\n"]
+    for data, rows in r["sets"].items():
+        table = [
+            [name, _pm(v["modes"]), _pm(v["hq_fraction"], 100, 1), _pm(v["reverse_kl_modes"])]
+            for name, v in rows.items()
+        ]
+        table += [
+            [name, f"{m}", f"{hq * 100:.1f}", f"{kl:.2f}"]
+            for name, (m, hq, kl) in r["published"][data].items()
+        ]
+        out.append(f"\n### {data}\n\n")
+        out.append(_md_table(["configuration", "modes", "high quality %", "reverse KL"], table))
+    return "".join(out)
+
+
+def _fixed_prior_md(r: dict[str, Any]) -> str:
+    sc = r["score"]
+    head = [
+        "prior",
+        f"test NLL (IWAE-{sc['k']})",
+        "-ELBO",
+        "active units",
+        "agg. posterior KL",
+        "prior holes",
+        "FD (prior)",
+        "FD (ex-post GMM)",
+        "precision / recall (prior)",
+        "precision / recall (ex-post)",
+        "train s",
+    ]
+    rows = [
+        [
+            name,
+            v["nll_nats"],
+            -v["elbo"],
+            v["active_units"],
+            v["agg_posterior_kl"],
+            v["prior_holes"],
+            v["fd_prior"],
+            v["fd_gmm"],
+            f"{v['precision_prior']:.3f} / {v['recall_prior']:.3f}",
+            f"{v['precision_gmm']:.3f} / {v['recall_gmm']:.3f}",
+            v["train_seconds"],
+        ]
+        for name, v in r["runs"].items()
+    ]
+    two = [
+        [name, v["nll_nats"], -v["elbo"], v["agg_posterior_kl"], v["prior_holes"]]
+        for name, v in r["latent_2d"].items()
+    ]
+    first = next(iter(r["runs"].values()))
+    floors = ", ".join(f"{k} {first[k]:.3f}" for k in sorted(first) if k.endswith("_floor"))
+    return (
+        f"{r['data']}, {r['base']}; NLL on the first {sc['n_real']} test images.\n\n"
+        + _md_table(head, rows)
+        + f"\nFloors (test against train): {floors}\n\n2-d latents:\n\n"
+        + _md_table(["prior", "test NLL", "-ELBO", "agg. posterior KL", "prior holes"], two)
+    )
+
+
+def _explicit_md(r: dict[str, Any]) -> str:
+    out = []
+    keys = ["fd", "precision", "recall", "density", "coverage", "class_kl"]
+    for data, v in r["sets"].items():
+        rows = [
+            [name, m["sampler_parameters"], *(m[k] for k in keys), m["train_seconds"]]
+            for name, m in v["models"].items()
+        ]
+        first = next(iter(v["models"].values()))
+        floors = ", ".join(f"{k} {first[k + '_floor']:.3f}" for k in keys)
+        out.append(f"\n### {data} (budget {v['budget']:,} sampling parameters)\n\n")
+        out.append(_md_table(["model", "sampling parameters", *keys, "train s"], rows))
+        out.append(f"\nFloors (test against train): {floors}\n")
+    return "".join(out)
+
+
+SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "explicit-vs-implicit": _explicit_md,
+    "fixed-prior": _fixed_prior_md,
+    "mode-collapse": _mode_collapse_md,
+}
+
 EXPERIMENTS: dict[str, Callable[[Path, bool, Settings], dict[str, Any]]] = {
     "gmm-universality": gmm_universality,
     "explicit-vs-implicit": explicit_vs_implicit,
@@ -565,6 +674,8 @@ def run_experiment(
     results = EXPERIMENTS[name](out, quick, settings)
     results.update(experiment=name, quick=quick, seconds=round(time.perf_counter() - start, 1))
     atomic_write_json(out / "results.json", results)
+    if name in SUMMARIES:
+        atomic_write_bytes(out / "summary.md", SUMMARIES[name](results).encode())
     return out / "results.json"
 
 

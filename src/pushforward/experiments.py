@@ -54,26 +54,38 @@ def _job_key(job: Job) -> Any:
     return json.loads(json.dumps([job.model, options, job.score, job.score_args]))
 
 
+def _read_marker(path: Path) -> dict[str, Any]:
+    try:
+        out = read_json(path) if path.exists() else {}
+    except PushforwardError:
+        out = {}
+    return out if isinstance(out, dict) else {}
+
+
 def _do_job(job: Job) -> dict[str, Any]:
-    """Train and score one run, or return the scores of the identical finished job in its
-    folder: an interrupted experiment, run again, redoes only what did not finish."""
-    from .runs import EXPERIMENT_DONE
+    """Train and score one run, reusing what an earlier attempt finished: the scores of the
+    identical job, or its trained model when only the scoring was interrupted. So an
+    experiment run again redoes only what did not finish."""
+    from .runs import EXPERIMENT_DONE, EXPERIMENT_TRAINED, Run
 
-    done = Path(job.folder) / EXPERIMENT_DONE
-    if done.exists():
-        try:
-            prior = read_json(done)
-        except PushforwardError:
-            prior = {}
-        if isinstance(prior, dict) and prior.get("job") == _job_key(job):
-            return prior["scores"]  # type: ignore[no-any-return]
-    from .train import train
+    folder = Path(job.folder)
+    key = _job_key(job)
+    done = _read_marker(folder / EXPERIMENT_DONE)
+    if done.get("job") == key:
+        return done["scores"]  # type: ignore[no-any-return]
+    trained = _read_marker(folder / EXPERIMENT_TRAINED)
+    if trained.get("job") == key:
+        run = Run.load(folder, job.options.get("device", "auto"))
+        seconds = trained["train_seconds"]
+    else:
+        from .train import train
 
-    start = time.perf_counter()
-    run = train(job.model, out=job.folder, overwrite=True, progress=False, **job.options)
-    seconds = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+        run = train(job.model, out=job.folder, overwrite=True, progress=False, **job.options)
+        seconds = round(time.perf_counter() - start, 1)
+        atomic_write_json(folder / EXPERIMENT_TRAINED, {"job": key, "train_seconds": seconds})
     scores = {**SCORERS[job.score](run, **job.score_args), "train_seconds": seconds}
-    atomic_write_json(done, {"job": _job_key(job), "scores": scores})
+    atomic_write_json(folder / EXPERIMENT_DONE, {"job": key, "scores": scores})
     return scores
 
 

@@ -29,13 +29,23 @@ CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
 WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png"
 CHECKPOINTS = "checkpoints"
 EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scored the run
+EXPERIMENT_TRAINED = "experiment-trained.json"  # ... and once it has trained it
 
 
 def clear_run(path: Path) -> None:
     """Delete every file a run writes (and what is derived from it: eval.json, ex-post GMMs,
     an experiment's scores), so that a run trained over an old one inherits nothing stale.
     Other files in the folder are left alone."""
-    names = [EXPERIMENT_DONE, EVAL, SAMPLES, WEIGHTS, WEIGHTS_META, HISTORY, CONFIG]
+    names = [
+        EXPERIMENT_DONE,
+        EXPERIMENT_TRAINED,
+        EVAL,
+        SAMPLES,
+        WEIGHTS,
+        WEIGHTS_META,
+        HISTORY,
+        CONFIG,
+    ]
     derived = [*path.glob("expost-gmm-*.safetensors"), *path.glob("expost-gmm-*.json")]
     for f in [path / n for n in names] + derived:
         f.unlink(missing_ok=True)

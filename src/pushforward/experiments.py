@@ -554,13 +554,17 @@ def _latent_2d_figure(out: Path, names: list[str]) -> None:
         zz = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
         with torch.no_grad():
             prior: Any = run.model.prior
-            dens = prior.log_prob(zz).exp().reshape(200, 200)
-        ax.contourf(g, g, dens, levels=12, cmap="Greys")
+            logp = prior.log_prob(zz).reshape(200, 200)
+        # log-density bands down to e^-8 of the peak: a peaked learned prior stays visible
+        top = float(logp.max())
+        ax.contourf(
+            g, g, logp.clamp_min(top - 8), levels=torch.linspace(top - 8, top, 9), cmap="Greys"
+        )
         c = None if labels is None else labels.numpy()
         ax.scatter(z[:, 0], z[:, 1], c=c, cmap="tab10", s=2, alpha=0.6, linewidths=0)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
-        ax.set_title(f"{name} prior (grey) and test codes (colour)", fontsize=9)
+        ax.set_title(f"{name} prior (grey, log density) and test codes (colour)", fontsize=9)
     plots.write(out / "latent-2d.png", plots.fig_bytes(fig))
 
 

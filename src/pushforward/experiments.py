@@ -598,11 +598,11 @@ def _mode_collapse_md(r: dict[str, Any]) -> str:
     out = [f"{len(r['seeds'])} seeds, {r['steps']:,} steps each; mean ± standard error.\n"]
     for data, rows in r["sets"].items():
         table = [
-            [name, _pm(v["modes"]), _pm(v["hq_fraction"], 100, 1), _pm(v["reverse_kl_modes"])]
+            [name, _pm(v["modes"]), _pm(v["hq_fraction"], 100, 1), _pm(v["reverse_kl_modes"], 1, 3)]
             for name, v in rows.items()
         ]
         table += [
-            [name, f"{m}", f"{hq * 100:.1f}", f"{kl:.2f}"]
+            [name, f"{m}", f"{hq * 100:.1f}", f"{kl:.3f}"]
             for name, (m, hq, kl) in r["published"][data].items()
         ]
         out.append(f"\n### {data}\n\n")

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ def _set_threads(n: int) -> None:
 def _run_jobs(jobs: list[Job], settings: Settings, desc: str) -> list[dict[str, Any]]:
     """Scores of every job, in order; ``settings.jobs`` processes share the cores evenly (one
     thread each on two cores: oversubscribed threads slow everything many-fold)."""
-    jobs = [replace_options(j, device=settings.device, data_dir=settings.data_dir) for j in jobs]
+    how = {"device": settings.device, "data_dir": settings.data_dir}
+    jobs = [replace(j, options={**j.options, **how}) for j in jobs]
     if settings.jobs <= 1 or len(jobs) == 1:
         return [_do_job(j) for j in tqdm(jobs, desc=desc, unit="run")]
     threads = max(1, (os.cpu_count() or 1) // settings.jobs)
@@ -114,10 +115,6 @@ def _run_jobs(jobs: list[Job], settings: Settings, desc: str) -> list[dict[str, 
             pool.shutdown(wait=True, cancel_futures=True)  # finished runs stay reusable
             raise
         return [f.result() for f in futures]
-
-
-def replace_options(job: Job, **options: Any) -> Job:
-    return Job(job.model, job.folder, {**job.options, **options}, job.score, job.score_args)
 
 
 def gmm_universality(

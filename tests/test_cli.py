@@ -252,6 +252,22 @@ def test_experiment_mode_collapse_quick(cli, tmp_path: Path) -> None:
     assert (tmp_path / "mc" / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_experiment_scale_and_only_run_one_row_longer(cli, tmp_path: Path) -> None:
+    args = ("experiment", "mode-collapse", "--quick", "--scale", "2", "--only", "ring8")
+    code, _, err = cli(*args, "--only", "pacgan4")
+    assert code == 0, err
+    out = tmp_path / "experiments" / "mode-collapse-x2"  # not over the 1x runs
+    res = json.loads((out / "results.json").read_text())
+    assert res["steps"] == 300 and list(res["sets"]) == ["ring8"]
+    assert list(res["sets"]["ring8"]) == ["pacgan4"]
+    cfg = json.loads((out / "runs" / "ring8-pacgan4-0" / "config.json").read_text())
+    assert cfg["train"]["steps"] == 300 and cfg["model_config"]["pack"] == 4
+    assert "| pacgan4 |" in (out / "summary.md").read_text()
+    assert_user_error(cli("experiment", "mode-collapse", "--only", "ring9"), "--only")
+    assert_user_error(cli("experiment", "fixed-prior", "--scale", "-1"), "--scale")
+    assert_user_error(cli("experiment", "gmm-universality", "--scale", "2"), "--scale")
+
+
 def test_experiment_explicit_vs_implicit_quick(cli, tmp_path: Path) -> None:
     code, _, err = cli("experiment", "explicit-vs-implicit", "--quick", "--out", "ei")
     assert code == 0, err

@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
     exp.add_argument("name", choices=sorted(EXPERIMENTS))
-    exp.add_argument("--out", default=None, help="results folder (default experiments/NAME)")
+    exp.add_argument(
+        "--out", default=None, help="results folder (default experiments/NAME, or NAME-xSCALE)"
+    )
     exp.add_argument(
         "--quick", action="store_true", help="small budgets (for tests and a first look)"
     )
@@ -109,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     exp.add_argument("--data-dir", default=None, help="folder holding downloaded data sets")
+    exp.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every run's training steps or epochs (e.g. 8 for longer runs)",
+    )
+    exp.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PART",
+        help="run only this configuration, prior, model or data set (repeatable)",
+    )
 
     ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
     ev.add_argument("run")
@@ -244,8 +259,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 def _cmd_experiment(args: argparse.Namespace) -> None:
     from .experiments import Settings, run_experiment
 
-    out = Path(args.out or Path("experiments") / args.name)
-    settings = Settings(args.jobs, args.device, args.data_dir)
+    # a scaled run gets its own folder: in the default one it would retrain over the 1x runs
+    default = args.name if args.scale == 1 else f"{args.name}-x{args.scale:g}"
+    out = Path(args.out or Path("experiments") / default)
+    settings = Settings(args.jobs, args.device, args.data_dir, args.scale, tuple(args.only))
     print(f"wrote {run_experiment(args.name, out, args.quick, settings)} and the figures beside it")
 
 

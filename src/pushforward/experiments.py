@@ -30,11 +30,24 @@ from .models.gmm import GMM, GMMConfig
 
 @dataclass(frozen=True)
 class Settings:
-    """How an experiment runs, not what it measures: worker processes, device, data folder."""
+    """How an experiment runs: worker processes, device, data folder; and how much of it:
+    ``scale`` multiplies every run's training length (steps or epochs), and ``only`` keeps the
+    named parts (configurations, priors, data sets), so one row can be run for longer."""
 
     jobs: int = 1
     device: str = "auto"
     data_dir: str | None = None
+    scale: float = 1.0
+    only: tuple[str, ...] = ()
+
+    def length(self, n: int) -> int:
+        """A training length (steps or epochs) times ``scale``, at least 1."""
+        return max(1, math.ceil(n * self.scale))
+
+    def keep(self, names: list[str]) -> list[str]:
+        """The names ``only`` keeps; all of them when it names none of this group."""
+        kept = [n for n in names if n in self.only]
+        return kept or list(names)
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ def gmm_universality(
     64 on every 2-D set: held-out NLL against K, the KL from the true density where it is known
     (KL(p || q) = E_p[log p - log q], estimated on the test points), and the fitted densities."""
     ks = [1, 2, 4, 8] if quick else [1, 2, 4, 8, 16, 32, 64]
-    names = ["ring8", "moons", "checkerboard"] if quick else list(TOY_SETS)
+    names = settings.keep(["ring8", "moons", "checkerboard"] if quick else list(TOY_SETS))
     n_train = 5_000 if quick else None
     results: dict[str, Any] = {"k": ks, "sets": {}}
     fits: dict[str, list[GMM]] = {}
@@ -242,8 +255,9 @@ def mode_collapse(
     from .runs import Run
 
     seeds = [0] if quick else [0, 1, 2, 3, 4]
-    steps = 150 if quick else MODE_STEPS
+    steps = settings.length(150 if quick else MODE_STEPS)
     configs = {k: MODE_CONFIGS[k] for k in ("gan (ns)", "pacgan4")} if quick else MODE_CONFIGS
+    configs = {k: configs[k] for k in settings.keep(list(configs))}
     results: dict[str, Any] = {
         "steps": steps,
         "seeds": seeds,
@@ -251,7 +265,7 @@ def mode_collapse(
         "published": PUBLISHED_MODES,
         "sets": {},
     }
-    sets = ("ring8", "grid25")
+    sets = settings.keep(["ring8", "grid25"])
     # the slowest (several D steps per G step) first, so the workers finish together
     order = sorted(configs, key=lambda name: -configs[name].get("d_steps", 1))
     jobs = [
@@ -389,6 +403,7 @@ EXPLICIT_NETS: dict[str, dict[str, Any]] = {
     "digits": {"latent_dim": 16, "hidden": 256, "depth": 2},
     "fashion-mnist": {"latent_dim": 40, "hidden": 512, "depth": 2},
 }
+EXPLICIT_MODELS = ("gmm full", "gmm diag", "vae", "gan")
 
 
 def _gmm_components(per_component: int, budget: int) -> int:
@@ -405,7 +420,8 @@ def explicit_vs_implicit(
     from .models.vae import VAE, VAEConfig
     from .runs import Run
 
-    sets = ["digits"] if quick else ["digits", "fashion-mnist"]
+    sets = settings.keep(["digits"] if quick else ["digits", "fashion-mnist"])
+    models = settings.keep(list(EXPLICIT_MODELS))
     results: dict[str, Any] = {"sets": {}}
     jobs: list[Job] = []
     for data in sets:
@@ -413,10 +429,10 @@ def explicit_vs_implicit(
         net = EXPLICIT_NETS[data]
         budget = sampler_parameters(VAE(VAEConfig(**net, likelihood="bernoulli"), ds.shape))
         d = math.prod(ds.shape)
-        epochs = (100 if quick else 300) if data == "digits" else 10
+        epochs = settings.length((100 if quick else 300) if data == "digits" else 10)
         steps_per_epoch = math.ceil(len(ds.train) / 128)
         # EM iterations: on 60,000 784-d images one full-covariance iteration is ~150 GFLOP
-        em_steps = 100 if data == "digits" and not quick else 20
+        em_steps = settings.length(100 if data == "digits" and not quick else 20)
         runs: dict[str, tuple[str, dict[str, Any]]] = {
             "gmm full": (
                 "gmm",
@@ -442,7 +458,8 @@ def explicit_vs_implicit(
             "gan": ("gan", {**net, **_GAN_STABLE, "steps": epochs * steps_per_epoch}),
         }
         results["sets"][data] = {"budget": budget, "models": {}}
-        for name, (model, options) in runs.items():
+        for name in models:
+            model, options = runs[name]
             folder = str(out / "runs" / f"{data}-{_slug(name)}")
             jobs.append(Job(model, folder, {**options, "data": data, "seed": 0}, "images"))
         _need_classifier(data, settings)
@@ -452,7 +469,7 @@ def explicit_vs_implicit(
         ds = load_dataset(data, settings.data_dir)
         assert ds.test is not None
         panels["data (test)"] = ds.test[:36]
-        for name in ("gmm full", "gmm diag", "vae", "gan"):
+        for name in models:
             results["sets"][data]["models"][name] = next(scores)
             run = Run.load(out / "runs" / f"{data}-{_slug(name)}", "cpu")
             panels[name] = run.sample(36, seed=0)
@@ -481,11 +498,17 @@ def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings())
 
     data = "digits" if quick else FIXED_PRIOR_DATA
     base = (
-        {"latent_dim": 16, "hidden": 128, "depth": 2, "epochs": 150}
+        {"latent_dim": 16, "hidden": 128, "depth": 2, "epochs": settings.length(150)}
         if quick
-        else {"latent_dim": 40, "hidden": 512, "depth": 2, "epochs": FIXED_PRIOR_EPOCHS}
+        else {
+            "latent_dim": 40,
+            "hidden": 512,
+            "depth": 2,
+            "epochs": settings.length(FIXED_PRIOR_EPOCHS),
+        }
     )
-    priors = dict(FIXED_PRIORS)
+    priors = {k: FIXED_PRIORS[k] for k in settings.keep([*FIXED_PRIORS, "2d"]) if k != "2d"}
+    two_d_wanted = "2d" in settings.keep([*FIXED_PRIORS, "2d"])
     if quick:
         priors["mog"] = {**priors["mog"], "prior_components": 10}
         priors["vamp"] = {**priors["vamp"], "prior_components": 50}
@@ -501,7 +524,8 @@ def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings())
         for name, extra in priors.items()
     ]
     # 2-d latents to look at: the aggregate posterior over the prior's density
-    two_d = {"normal": priors["normal"], "mog": {"prior": "mog", "prior_components": 10}}
+    two_d = {"normal": FIXED_PRIORS["normal"], "mog": {"prior": "mog", "prior_components": 10}}
+    two_d = two_d if two_d_wanted else {}
     jobs += [
         Job(
             "vae",
@@ -527,8 +551,10 @@ def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings())
         run = Run.load(out / "runs" / name, "cpu")
         panels[f"{name} prior"] = run.sample(36, seed=0)
         panels[f"{name}, ex-post GMM"] = run.sample(36, seed=0, sampler="gmm")
-    _image_panels(out, panels, "samples.png", cols=2)
-    _latent_2d_figure(out, list(two_d))
+    if panels:
+        _image_panels(out, panels, "samples.png", cols=2)
+    if two_d:
+        _latent_2d_figure(out, list(two_d))
     return results
 
 
@@ -632,14 +658,15 @@ def _fixed_prior_md(r: dict[str, Any]) -> str:
         [name, v["nll_nats"], -v["elbo"], v["agg_posterior_kl"], v["prior_holes"]]
         for name, v in r["latent_2d"].items()
     ]
-    first = next(iter(r["runs"].values()))
-    floors = ", ".join(f"{k} {first[k]:.3f}" for k in sorted(first) if k.endswith("_floor"))
-    return (
-        f"{r['data']}, {r['base']}; NLL on the first {sc['n_real']} test images.\n\n"
-        + _md_table(head, rows)
-        + f"\nFloors (test against train): {floors}\n\n2-d latents:\n\n"
-        + _md_table(["prior", "test NLL", "-ELBO", "agg. posterior KL", "prior holes"], two)
-    )
+    out = f"{r['data']}, {r['base']}; NLL on the first {sc['n_real']} test images.\n\n"
+    if rows:
+        first = next(iter(r["runs"].values()))
+        floors = ", ".join(f"{k} {first[k]:.3f}" for k in sorted(first) if k.endswith("_floor"))
+        out += _md_table(head, rows) + f"\nFloors (test against train): {floors}\n"
+    if two:
+        head2 = ["prior", "test NLL", "-ELBO", "agg. posterior KL", "prior holes"]
+        out += "\n2-d latents:\n\n" + _md_table(head2, two)
+    return out
 
 
 def _explicit_md(r: dict[str, Any]) -> str:
@@ -670,6 +697,13 @@ EXPERIMENTS: dict[str, Callable[[Path, bool, Settings], dict[str, Any]]] = {
     "fixed-prior": fixed_prior,
     "mode-collapse": mode_collapse,
 }
+# the names --only may pick in each experiment (a part of each group; none picked keeps all)
+PARTS: dict[str, list[str]] = {
+    "gmm-universality": list(TOY_SETS),
+    "explicit-vs-implicit": [*EXPLICIT_NETS, *EXPLICIT_MODELS],
+    "fixed-prior": [*FIXED_PRIORS, "2d"],
+    "mode-collapse": ["ring8", "grid25", *MODE_CONFIGS],
+}
 
 
 def run_experiment(
@@ -679,6 +713,16 @@ def run_experiment(
     after an interruption, it reuses every run that finished."""
     if settings.jobs < 1:
         raise PushforwardError(f"--jobs {settings.jobs}: must be at least 1")
+    if not settings.scale > 0 or not math.isfinite(settings.scale):
+        raise PushforwardError(f"--scale {settings.scale}: must be a positive number, e.g. 4")
+    if name == "gmm-universality" and settings.scale != 1:
+        raise PushforwardError("--scale: gmm-universality runs EM to convergence; drop --scale")
+    unknown = [n for n in settings.only if n not in PARTS[name]]
+    if unknown:
+        raise PushforwardError(
+            f"--only {unknown[0]!r}: {name} has no such part; choose from "
+            + ", ".join(repr(p) for p in PARTS[name])
+        )
     start = time.perf_counter()
     results = EXPERIMENTS[name](out, quick, settings)
     results.update(experiment=name, quick=quick, seconds=round(time.perf_counter() - start, 1))

@@ -14,7 +14,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, dist
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig, add_flags, resolve
 from .errors import PushforwardError
@@ -155,7 +155,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     given = {k: v for k, v in vars(args).items() if k not in skip}
     tcfg, mcfg = resolve((TrainConfig, cls.Config), given, args.config, args.set)
     run = fit(args.model, tcfg, mcfg, args.out)
-    print(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
+    dist.print0(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ callers never branch on "am I distributed".
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -30,15 +31,87 @@ def print0(*args: object, **kwargs: object) -> None:
         print(*args, **kwargs)  # type: ignore[call-overload]
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def active() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
+def setup(device: torch.device) -> bool:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA); True when this
+    call created it, so the caller also tears it down. One process: nothing to join."""
+    if world_size() == 1 or torch.distributed.is_initialized():
+        return False
+    if not torch.distributed.is_available():
+        raise PushforwardError(
+            "WORLD_SIZE > 1 but this torch has no torch.distributed; run one process"
+        )
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend)
+    return True
+
+
+def teardown() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def mean_across(values: torch.Tensor) -> torch.Tensor:
+    """The mean over processes of a tensor every process holds (itself with one process)."""
+    if not active():
+        return values
+    out = values.clone()
+    torch.distributed.all_reduce(out)
+    return out / torch.distributed.get_world_size()
+
+
+def on_main(fn: Callable[[], str]) -> str:
+    """Run ``fn`` on rank 0 only and give every process its text result, or its one-line
+    PushforwardError, so a user error on rank 0 stops every rank instead of leaving the rest
+    waiting at a barrier. Text crosses as bytes in a tensor: nothing is pickled."""
+    if not active():
+        return fn()
+    failed, text = 0, ""
+    if is_main():
+        try:
+            text = fn()
+        except PushforwardError as e:
+            failed, text = 1, str(e)
+    # NCCL moves CUDA tensors only
+    dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    data = text.encode()
+    head = torch.tensor([failed, len(data)], dtype=torch.int64, device=dev)
+    torch.distributed.broadcast(head, 0)
+    buf = torch.zeros(int(head[1]), dtype=torch.uint8, device=dev)
+    if is_main() and data:
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev)
+    torch.distributed.broadcast(buf, 0)
+    text = bytes(buf.cpu().tolist()).decode()
+    if int(head[0]):
+        raise PushforwardError(text)
+    return text
+
+
 def resolve_device(name: str) -> torch.device:
     """Decide the device once, from the config; ``auto`` prefers CUDA."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available() and world_size() > 1:
+        return torch.device("cuda", local_rank())  # one GPU per process under torchrun
     if name == "cuda" and not torch.cuda.is_available():
         raise PushforwardError(
             "--device cuda was asked for but no CUDA GPU is visible; use --device cpu"

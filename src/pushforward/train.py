@@ -165,6 +165,36 @@ def _train_only(model: Any, phase: str) -> None:
             m.requires_grad_(p == phase)
 
 
+class _PhaseLoss(torch.nn.Module):
+    """One phase's loss as a module holding only that phase's networks, so DDP wraps the
+    generator and the discriminator separately and all-reduces only the gradients of the phase
+    that steps."""
+
+    def __init__(self, model: Any, phase: str) -> None:
+        super().__init__()
+        self.parts = torch.nn.ModuleList(model.phase_modules(phase))
+        self.__dict__["model"] = model  # not registered: its other networks stay out of DDP
+        self.phase = phase
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        model: Any = self.__dict__["model"]
+        return model.loss(x, self.phase)  # type: ignore[no-any-return]
+
+
+def _phase_losses(model: Any, device: torch.device) -> dict[str, Any]:
+    """phase -> callable(x) -> loss dict: the model's own loss in one process, a DDP-wrapped
+    one under torchrun."""
+    if not dist.active():
+        return {p: (lambda x, p=p: model.loss(x, p)) for p in model.phases}
+    from torch.nn.parallel import DistributedDataParallel
+
+    # every tensor, not only the wrapped ones, starts as rank 0's (the EMA copy of G included)
+    for t in model.state_dict().values():
+        torch.distributed.broadcast(t, 0)
+    ids = [device.index] if device.type == "cuda" else None
+    return {p: DistributedDataParallel(_PhaseLoss(model, p), device_ids=ids) for p in model.phases}
+
+
 def _save_checkpoint(
     run_dir: Path, model: Any, opts: dict[str, torch.optim.Optimizer], meta: dict[str, Any]
 ) -> None:
@@ -225,6 +255,7 @@ def _fit_gradient(
     if tcfg.log_every < 1 or tcfg.checkpoint_every < 1:
         raise PushforwardError("--log-every and --checkpoint-every must be at least 1")
     opts = model.optimizers()
+    losses = _phase_losses(model, device)
     bf16 = tcfg.precision == "bf16"
     multi = len(model.phases) > 1
     stream = _batches(loader)
@@ -253,7 +284,7 @@ def _fit_gradient(
                 else contextlib.nullcontext()
             )
             with ctx:
-                out = model.loss(x, phase)
+                out = losses[phase](x)
             opt = opts[phase]
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -269,9 +300,10 @@ def _fit_gradient(
         bar.update(1)
         if step % tcfg.log_every == 0 or step == total:
             now = time.perf_counter()
-            row: dict[str, Any] = {
-                k: float(v) / count for k, v in sums.items()
-            }  # the one host sync
+            keys = list(sums)
+            means = dist.mean_across(torch.stack([sums[k] for k in keys]) / count)
+            row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
+            seen *= dist.world_size()
             if multi:
                 row["loss"] = row[f"{schedule[-1]}_loss"]
             row.update(
@@ -316,37 +348,57 @@ def fit(
             "--data is required, e.g. --data ring8 (see `pushforward data list`)"
         )
     device = dist.resolve_device(tcfg.device)
+    owns_group = dist.setup(device)
+    try:
+        return _fit(cls, model_name, tcfg, mcfg, out, overwrite, progress, device)
+    finally:
+        if owns_group:
+            dist.teardown()
+
+
+def _fit(
+    cls: Any,
+    model_name: str,
+    tcfg: TrainConfig,
+    mcfg: Any,
+    out: str | Path | None,
+    overwrite: bool,
+    progress: bool,
+    device: torch.device,
+) -> Run:
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
     if hasattr(cls, "resolve_config"):
         mcfg = cls.resolve_config(mcfg, raw.kind)
     tcfg = replace(tcfg, binarize=resolve_binarize(tcfg.binarize, mcfg, raw.kind))
     data = binarize(raw, tcfg.binarize)
-    run_dir = _claim_run_dir(out, model_name, tcfg.data, overwrite)
+    # rank 0 alone claims (and may clear) the folder; every rank learns where, or its error
+    run_dir = Path(dist.on_main(lambda: str(_claim_run_dir(out, model_name, tcfg.data, overwrite))))
     torch.manual_seed(tcfg.seed + dist.rank())
     model = cls(mcfg, data.shape).to(device)
     if data.kind == "points" and hasattr(model, "standardize"):
         model.standardize.fit(data.train.to(device))
-    atomic_write_json(
-        run_dir / CONFIG,
-        {
-            "model": model_name,
-            "version": __version__,
-            "torch": torch.__version__,
-            "train": as_dict(tcfg),
-            "model_config": as_dict(mcfg),
-            "data": {
-                "name": data.name,
-                "kind": data.kind,
-                "shape": list(data.shape),
-                "n_train": len(data.train),
-                "n_test": None if data.test is None else len(data.test),
-                "source": data.source,
+    if dist.is_main():
+        atomic_write_json(
+            run_dir / CONFIG,
+            {
+                "model": model_name,
+                "version": __version__,
+                "torch": torch.__version__,
+                "train": as_dict(tcfg),
+                "model_config": as_dict(mcfg),
+                "data": {
+                    "name": data.name,
+                    "kind": data.kind,
+                    "shape": list(data.shape),
+                    "n_train": len(data.train),
+                    "n_test": None if data.test is None else len(data.test),
+                    "source": data.source,
+                },
+                "device": str(device),
+                "world_size": dist.world_size(),
+                "parameters": sum(p.numel() for p in model.parameters()),
             },
-            "device": str(device),
-            "world_size": dist.world_size(),
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
-    )
+        )
     log = _Logger(run_dir, tcfg.tensorboard)
     try:
         if model.phases:

@@ -51,7 +51,12 @@ class TrainConfig:
     batch_size: int = option(128, "examples per step")
     seed: int = option(0, "seed for weights, data order and sampling")
     device: str = option("auto", "where to train", ("auto", "cpu", "cuda"))
-    precision: str = option("fp32", "training precision", ("fp32", "bf16"))
+    precision: str = option(
+        "fp32", "training precision (bf16: autocast; likelihoods stay fp32)", ("fp32", "bf16")
+    )
+    compile: bool = option(
+        False, "torch.compile each phase's loss (off: no faster on CPU, docs/benchmarks.md)"
+    )
     log_every: int = option(50, "steps between metrics.jsonl rows")
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")

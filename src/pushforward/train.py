@@ -181,11 +181,16 @@ class _PhaseLoss(torch.nn.Module):
         return model.loss(x, self.phase)  # type: ignore[no-any-return]
 
 
-def _phase_losses(model: Any, device: torch.device) -> dict[str, Any]:
+def _phase_losses(model: Any, device: torch.device, compile: bool) -> dict[str, Any]:
     """phase -> callable(x) -> loss dict: the model's own loss in one process, a DDP-wrapped
-    one under torchrun."""
+    one under torchrun; torch.compile'd when asked."""
+    losses = _wrapped_losses(model, device)
+    return {p: torch.compile(f) for p, f in losses.items()} if compile else losses
+
+
+def _wrapped_losses(model: Any, device: torch.device) -> dict[str, Any]:
     if not dist.active():
-        return {p: (lambda x, p=p: model.loss(x, p)) for p in model.phases}
+        return {p: _PhaseLoss(model, p) for p in model.phases}
     from torch.nn.parallel import DistributedDataParallel
 
     # every tensor, not only the wrapped ones, starts as rank 0's (the EMA copy of G included)
@@ -255,7 +260,7 @@ def _fit_gradient(
     if tcfg.log_every < 1 or tcfg.checkpoint_every < 1:
         raise PushforwardError("--log-every and --checkpoint-every must be at least 1")
     opts = model.optimizers()
-    losses = _phase_losses(model, device)
+    losses = _phase_losses(model, device, tcfg.compile)
     bf16 = tcfg.precision == "bf16"
     multi = len(model.phases) > 1
     stream = _batches(loader)

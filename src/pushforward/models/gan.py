@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import PushforwardError
-from .nets import Standardize, decoder, encoder
+from .nets import Standardize, adam, decoder, encoder
 
 LossPair = tuple[
     Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (D(x) logits, D(G(z)) logits) -> D loss
@@ -137,8 +137,8 @@ class GAN(nn.Module):
         c = self.config
         betas = (c.beta1, c.beta2)
         return {
-            "D": torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d or c.lr, betas=betas),
-            "G": torch.optim.Adam(self.generator.parameters(), lr=c.lr, betas=betas),
+            "D": adam(self.discriminator.parameters(), c.lr_d or c.lr, betas),
+            "G": adam(self.generator.parameters(), c.lr, betas),
         }
 
     @torch.no_grad()

@@ -4,9 +4,22 @@ encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
+
+
+def adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
+) -> torch.optim.Adam:
+    """Adam with torch's fused kernel (one pass over every tensor: 1.15x faster VAE training on
+    these CPUs, benchmarks/vae_train.py), or the foreach one where the device has no fused."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 def mlp(

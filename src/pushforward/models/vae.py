@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import PushforwardError
-from .nets import Standardize, decoder, encoder
+from .nets import Standardize, adam, decoder, encoder
 from .priors import PRIOR_NAMES, Prior, make_prior
 
 
@@ -106,7 +106,7 @@ class VAE(nn.Module):
         return [self]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"main": adam(self.parameters(), self.config.lr)}
 
     # ------------------------------------------------------------------ the model
 

@@ -53,6 +53,12 @@ def test_schedule_and_noise_options() -> None:
     assert gan.schedule == ("D", "D", "D", "G")
     z = gan.noise(1000, torch.Generator().manual_seed(0))
     assert z.shape == (1000, 5) and float(z.min()) >= -1 and float(z.max()) <= 1
+    mix = GAN(GANConfig(noise="mixture", noise_components=7, latent_dim=16), (2,))
+    z = mix.noise(5000, torch.Generator().manual_seed(0))
+    # every draw sits near one of the 7 centres (std 0.2), and every centre is used
+    near = torch.cdist(z, mix.noise_centres).argmin(1)
+    assert torch.cdist(z, mix.noise_centres).min(1).values.max() < 0.2 * 8
+    assert torch.bincount(near, minlength=7).min() > 500
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
@@ -161,6 +167,7 @@ def test_generator_ema_tracks_the_generator() -> None:
         {"loss": "hinge", "spectral_norm": True},
         {"loss": "wgan-gp", "d_steps": 2, "beta1": 0.0, "beta2": 0.9},
         {"r1": 1.0, "ema": 0.99},
+        {"noise": "mixture", "noise_components": 10},
     ],
 )
 def test_every_remedy_trains_through_the_one_loop(flags: dict, tmp_path) -> None:
@@ -173,3 +180,11 @@ def test_every_remedy_trains_through_the_one_loop(flags: dict, tmp_path) -> None
     assert torch.isfinite(torch.tensor(rows[-1]["loss"])) and torch.isfinite(run.sample(100)).all()
     again = pushforward.load(str(tmp_path / "r"))  # every remedy's state round-trips
     assert torch.equal(again.sample(20, seed=3), run.sample(20, seed=3))
+
+
+def test_optimizers_use_the_fused_kernel_on_cpu() -> None:
+    from pushforward.models.vae import VAE, VAEConfig
+
+    models = [GAN(GANConfig(), (2,)), VAE(VAE.resolve_config(VAEConfig(), "points"), (2,))]
+    opts = [opt for m in models for opt in m.optimizers().values()]
+    assert len(opts) == 3 and all(opt.defaults["fused"] for opt in opts)

@@ -51,7 +51,13 @@ GAN_LOSSES: dict[str, LossPair] = {
 @dataclass(frozen=True)
 class GANConfig:
     latent_dim: int = option(16, "size of z")
-    noise: str = option("normal", "base distribution of z", ("normal", "uniform"))
+    noise: str = option(
+        "normal",
+        "base distribution of z (mixture: a fixed mixture of Gaussians, so disjoint modes need no "
+        "mass between them)",
+        ("normal", "uniform", "mixture"),
+    )
+    noise_components: int = option(100, "components of --noise mixture")
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(256, "MLP width, or the first conv layer's channels")
     depth: int = option(3, "hidden layers of each MLP")
@@ -88,6 +94,8 @@ class GAN(nn.Module):
             raise PushforwardError(f"--d-steps {cfg.d_steps}: must be at least 1")
         if cfg.pack < 1:
             raise PushforwardError(f"--pack {cfg.pack}: must be at least 1")
+        if cfg.noise_components < 1:
+            raise PushforwardError(f"--noise-components {cfg.noise_components}: must be >= 1")
         if not 0 <= cfg.ema < 1:
             raise PushforwardError(f"--ema {cfg.ema}: a decay in [0, 1), e.g. 0.999")
         if (cfg.gp is not None and cfg.gp < 0) or cfg.r1 < 0:
@@ -121,6 +129,13 @@ class GAN(nn.Module):
         self.gp = (
             config.gp if config.gp is not None else (10.0 if config.loss == "wgan-gp" else 0.0)
         )
+        if config.noise == "mixture":
+            # fixed, seeded centres in [-1, 1]^d with std 0.2 (DeLiGAN's initialisation): far
+            # apart in 16-d, so G can send each component to one mode and leave the gaps empty
+            g = torch.Generator().manual_seed(0)
+            centres = torch.rand(config.noise_components, config.latent_dim, generator=g) * 2 - 1
+            self.register_buffer("noise_centres", centres)  # [K, d], saved with the weights
+            self._centres_cpu = centres  # drawn from on the host: no device sync per step
         self.generator_ema = (
             copy.deepcopy(self.generator).requires_grad_(False) if config.ema > 0 else None
         )
@@ -155,6 +170,10 @@ class GAN(nn.Module):
         shape = (n, self.config.latent_dim)
         if self.config.noise == "uniform":
             return torch.rand(shape, generator=generator) * 2 - 1
+        if self.config.noise == "mixture":
+            c = self._centres_cpu
+            k = torch.randint(len(c), (n,), generator=generator)
+            return c[k] + 0.2 * torch.randn(shape, generator=generator)
         return torch.randn(shape, generator=generator)
 
     def generate(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:

@@ -163,6 +163,17 @@ class VAE(nn.Module):
             out = {"kl_dims": kl_dims}
         return {"elbo": recon - kl, "recon": recon, "kl": kl, **out}
 
+    def _log_likelihood_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_b | z_ib) for many z per example: x [B, *shape], z [kk, B, d] -> [kk, B].
+        Bernoulli: x.l - softplus(l) with x broadcast, so the k copies of x are never built."""
+        kk, b, d = z.shape
+        if self.config.likelihood != "bernoulli":
+            xs = x.unsqueeze(0).expand(kk, *x.shape).reshape(kk * b, *x.shape[1:])
+            return self.log_likelihood(xs, z.reshape(kk * b, d)).view(kk, b)
+        logits = self.decoder(z.reshape(kk * b, d)).float().view(kk, b, -1)  # [kk, B, D]
+        xl = torch.einsum("kbd,bd->kb", logits, x.reshape(b, -1).to(logits))
+        return xl - F.softplus(logits).sum(-1)
+
     @torch.no_grad()
     def iwae_bound(
         self,
@@ -189,8 +200,7 @@ class VAE(nn.Module):
             )
             z = mu + std * eps  # [kk, B, d]
             log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)  # [kk, B]
-            xs = x.unsqueeze(0).expand(kk, *x.shape).reshape(kk * b, *x.shape[1:])
-            log_px = self.log_likelihood(xs, z.reshape(kk * b, d)).view(kk, b)
+            log_px = self._log_likelihood_many(x, z)  # [kk, B]
             log_w.append((log_px + self.prior.log_prob(z) - log_q).double())
         return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
 

@@ -6,7 +6,10 @@ Reports training images/s (the epochs only, no evaluation) and the test ELBO aft
 (the test split binarized once, seed 1, one z per image, fp32), and the speed ratio of each
 pushforward configuration against the plain fp32 loop run in the same process. Run by hand:
 
-    python benchmarks/vae_train.py [--threads 2] [--epochs 5] [--device cpu|cuda]
+    python benchmarks/vae_train.py [--threads 2] [--epochs 5] [--device cpu|cuda] [--scaling]
+
+``--scaling`` instead times one epoch of pushforward (fp32 and bf16) against the training-set
+size (10,000 / 30,000 / 60,000 images) and the MLP width (128 ... 1024).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import tempfile
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,21 +89,46 @@ def plain_loop(
     return {"images_per_sec": seen / seconds, "seconds": seconds, "test_elbo": e}
 
 
-def pushforward_run(epochs: int, device: str, **options: object) -> dict[str, float]:
+def pushforward_run(
+    epochs: int, device: str, data: str = "fashion-mnist", evaluate: bool = True, **options: object
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         run = pushforward.train(
-            "vae", data="fashion-mnist", out=f"{tmp}/run", progress=False, epochs=epochs,
-            latent_dim=LATENT, hidden=HIDDEN, depth=2, batch_size=BATCH, lr=LR, seed=0,
-            device=device, log_every=10_000, **options,
+            "vae", data=data, out=f"{tmp}/run", progress=False, epochs=epochs,
+            latent_dim=LATENT, batch_size=BATCH, lr=LR, seed=0, device=device,
+            log_every=10_000, **{"hidden": HIDDEN, "depth": 2, **options},
         )  # fmt: skip
         info = json.loads((run.path / "model.json").read_text())["info"]
-        e = run.evaluate(["elbo"], write=False)["elbo"]
+        e = run.evaluate(["elbo"], write=False)["elbo"] if evaluate else math.nan
     steps = info["steps"]
     return {
         "images_per_sec": steps * BATCH / info["seconds"],
         "seconds": info["seconds"],
         "test_elbo": e,
     }
+
+
+def scaling(device: str) -> None:
+    """Seconds per epoch against data size and width: the cost should grow linearly in N and
+    about quadratically in the width (the 512 x 512 layers dominate)."""
+    train = load_dataset("fashion-mnist").train
+    print("| precision | images | width | s per epoch | images/s |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("fp32", "bf16"):
+            for n, width in [(10_000, 512), (30_000, 512), (60_000, 512), (60_000, 128),
+                             (60_000, 256), (60_000, 1024)]:  # fmt: skip
+                path = f"{tmp}/train-{n}.npy"
+                np.save(path, train[:n].numpy())
+                r = pushforward_run(
+                    1, device, data=f"npy:{path}", evaluate=False, hidden=width,
+                    precision=precision, binarize="dynamic", likelihood="bernoulli",
+                )  # fmt: skip
+                print(
+                    f"| {precision} | {n:,} | {width} | {r['seconds']:.2f} | "
+                    f"{r['images_per_sec']:,.0f} |",
+                    flush=True,
+                )
 
 
 def main() -> None:
@@ -112,8 +141,12 @@ def main() -> None:
         default="fp32,bf16,bf16+compile",
         help="pushforward configurations: fp32, bf16, each optionally +compile",
     )
+    p.add_argument("--scaling", action="store_true", help="time against data size and width")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scaling:
+        scaling(args.device)
+        return
     dev = torch.device(args.device)
     ds = binarize(load_dataset("fashion-mnist"), "dynamic")
     assert ds.test is not None

@@ -81,24 +81,38 @@ def read_json(path: str | Path) -> Any:
         raise PushforwardError(f"{path} is not valid JSON ({e}); restore it or retrain") from e
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Save named tensors (contiguous CPU copies) as one safetensors file, atomically."""
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Save named tensors (contiguous CPU copies) as one safetensors file, atomically; the
+    optional string ``metadata`` rides in its header, so the two can never disagree."""
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(cpu))
+    atomic_write_bytes(path, st_save(cpu, metadata=metadata))
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_tensors_and_metadata(path)[0]
+
+
+def load_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors of a safetensors file and the string metadata of its header (JSON: data
+    only, nothing executed)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
         raise PushforwardError(f"{path} not found; is this a pushforward run folder?") from e
     try:
-        return st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as e:
+        tensors = st_load(data)
+        n = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as e:
         raise PushforwardError(
             f"{path} is not a valid safetensors file ({e}); restore it or retrain"
         ) from e
+    if not isinstance(meta, dict):
+        raise PushforwardError(f"{path} has a malformed header; restore it or retrain")
+    return tensors, meta
 
 
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:

@@ -60,6 +60,9 @@ class TrainConfig:
     log_every: int = option(50, "steps between metrics.jsonl rows")
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
+    resume: bool = option(
+        False, "continue the run in --out from checkpoints/last.* (same options as its start)"
+    )
 
 
 def _field_type(cls: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:

@@ -10,18 +10,30 @@ only on logging steps, so the loop never waits on the host in between.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import __version__, dist, plots
-from .checkpoint import append_jsonl, atomic_write_json, save_tensors
+from .checkpoint import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_tensors_and_metadata,
+    read_json,
+    read_jsonl,
+    save_tensors,
+    to_json,
+)
 from .config import TrainConfig, as_dict, resolve
 from .data import Dataset, InMemoryLoader, load_dataset
 from .errors import PushforwardError
@@ -57,6 +69,34 @@ def default_run_dir(model: str, data: str) -> Path:
     while path.exists():
         path, i = Path("runs") / f"{stem}-{i}", i + 1
     return path
+
+
+def _resumable(out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg: Any) -> bool:
+    """True when ``out`` holds a run this command can continue; False when it holds none yet
+    (then --resume starts it). A run of other options is an error: resuming it with these would
+    silently train something else."""
+    if out is None:
+        raise PushforwardError("--resume continues a run: name its folder with --out RUN")
+    saved_path = Path(out) / CONFIG
+    if not saved_path.exists():
+        return False
+    saved = read_json(saved_path)
+    mine = json.loads(to_json({"train": as_dict(tcfg), "model_config": as_dict(mcfg)}))
+    if saved.get("model") != model_name:
+        raise PushforwardError(
+            f"--resume: {out} holds a {saved.get('model')!r} run, not {model_name!r}; "
+            f"run `pushforward train {saved.get('model')} ... --resume` or choose another --out"
+        )
+    # how to run and report, not what is trained
+    how = {"resume", "device", "tensorboard", "log_every", "checkpoint_every"}
+    for part in ("train", "model_config"):
+        for key, value in mine[part].items():
+            if key not in how and saved.get(part, {}).get(key) != value:
+                raise PushforwardError(
+                    f"--resume: {out} was started with {key}={saved.get(part, {}).get(key)!r}, "
+                    f"not {value!r}; give the options it started with"
+                )
+    return True
 
 
 def _claim_run_dir(out: str | Path | None, model: str, data: str, overwrite: bool) -> Path:
@@ -150,12 +190,13 @@ def _fit_em(
     return info
 
 
-def _batches(loader: InMemoryLoader, start_epoch: int = 0) -> Iterator[torch.Tensor]:
-    """An endless stream of batches, epoch after epoch."""
-    epoch = start_epoch
+def _batches(loader: InMemoryLoader, consumed: int = 0) -> Iterator[torch.Tensor]:
+    """An endless stream of batches, epoch after epoch, starting after the first ``consumed``
+    (so a resumed run sees exactly the batches an uninterrupted one would)."""
+    epoch, skip = divmod(consumed, len(loader))
     while True:
-        yield from loader.epoch(epoch)
-        epoch += 1
+        yield from loader.epoch(epoch, skip)
+        epoch, skip = epoch + 1, 0
 
 
 def _train_only(model: Any, phase: str) -> None:
@@ -200,13 +241,44 @@ def _wrapped_losses(model: Any, device: torch.device) -> dict[str, Any]:
     return {p: DistributedDataParallel(_PhaseLoss(model, p), device_ids=ids) for p in model.phases}
 
 
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every random-number state a step may touch: torch (CPU and CUDA), numpy and Python."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "numpy": [kind, int(pos), int(has_gauss), float(gauss)],
+        "python": [py_version, list(py_state), py_gauss],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, pos, has_gauss, gauss))
+    py_version, py_state, py_gauss = meta["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+
+
 def _save_checkpoint(
     run_dir: Path, model: Any, opts: dict[str, torch.optim.Optimizer], meta: dict[str, Any]
 ) -> None:
-    """checkpoints/last.*: every tensor (weights, optimizer moments, RNG) in safetensors, the
-    rest (step, epoch, optimizer hyper-parameters) in JSON. Nothing is pickled."""
+    """checkpoints/last.*: every tensor (weights, optimizer moments, RNG) in safetensors, with
+    the rest (step, batches consumed, optimizer hyper-parameters, numpy and Python RNG) as JSON
+    in the same file's header, so one atomic write holds a consistent checkpoint; last.json
+    repeats that JSON for people to read. Nothing is pickled."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors["rng.torch"] = torch.get_rng_state()
+    rng_tensors, rng_meta = _rng_state()
+    tensors.update(rng_tensors)
     groups = {}
     for phase, opt in opts.items():
         sd = opt.state_dict()
@@ -214,11 +286,40 @@ def _save_checkpoint(
         for pid, state in sd["state"].items():
             for k, v in state.items():
                 tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    save_tensors(run_dir / CHECKPOINTS / "last.safetensors", tensors)
-    atomic_write_json(
-        run_dir / CHECKPOINTS / "last.json",
-        {**meta, "optimizer_param_groups": groups, "version": __version__},
-    )
+    full = {**meta, "optimizer_param_groups": groups, "rng": rng_meta, "version": __version__}
+    save_tensors(run_dir / CHECKPOINTS / "last.safetensors", tensors, {"checkpoint": to_json(full)})
+    atomic_write_json(run_dir / CHECKPOINTS / "last.json", {**full, "rng": "in last.safetensors"})
+
+
+def _load_checkpoint(
+    run_dir: Path, model: Any, opts: dict[str, torch.optim.Optimizer]
+) -> dict[str, Any]:
+    """Put a run back in the state of its checkpoint: weights, optimizer state, RNG; returns the
+    checkpoint's JSON (step, batches consumed, ...)."""
+    path = run_dir / CHECKPOINTS / "last.safetensors"
+    tensors, header = load_tensors_and_metadata(path)
+    try:
+        meta = json.loads(header["checkpoint"])
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(weights)
+        for phase, opt in opts.items():
+            prefix = f"opt.{phase}."
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith(prefix):
+                    pid, name = k[len(prefix) :].split(".", 1)
+                    state.setdefault(int(pid), {})[name] = v
+            opt.load_state_dict(
+                {"state": state, "param_groups": meta["optimizer_param_groups"][phase]}
+            )
+        _set_rng_state(tensors, meta["rng"])
+    except (KeyError, ValueError, RuntimeError, TypeError, json.JSONDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PushforwardError(
+            f"{path}: not a checkpoint of this run's model and options ({first}); "
+            "start a new run without --resume"
+        ) from None
+    return meta  # type: ignore[no-any-return]
 
 
 def _fit_gradient(
@@ -229,9 +330,11 @@ def _fit_gradient(
     log: _Logger,
     device: torch.device,
     progress: bool,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """The one gradient loop: for each step, each phase of the schedule takes a batch, its loss,
-    and a step of its own optimizer."""
+    and a step of its own optimizer. ``resume`` continues from checkpoints/last.* (weights,
+    optimizer, RNG, batches consumed), so the weights end bit-identical to an uninterrupted run."""
     loader = InMemoryLoader(
         data.train.to(device),
         tcfg.batch_size,
@@ -263,10 +366,23 @@ def _fit_gradient(
     losses = _phase_losses(model, device, tcfg.compile)
     bf16 = tcfg.precision == "bf16"
     multi = len(model.phases) > 1
-    stream = _batches(loader)
+    step = batches = 0
+    elapsed = 0.0  # training seconds before this process (a resumed run's earlier ones)
+    if resume and (run_dir / CHECKPOINTS / "last.safetensors").exists():
+        meta = _load_checkpoint(run_dir, model, opts)
+        step, batches, elapsed = meta["step"], meta["batches"], meta["seconds"]
+        if meta["finished"]:
+            return {"steps": step, "epochs": batches / len(loader), "seconds": elapsed}
+        total = meta["total_steps"]
+    if resume and dist.is_main() and (run_dir / HISTORY).exists():
+        # rows logged after the checkpoint (or before a first one) are logged again
+        rows = [r for r in read_jsonl(run_dir / HISTORY) if r.get("step", 0) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write_bytes(run_dir / HISTORY, text.encode())
+    stream = _batches(loader, batches)
     sums: dict[str, torch.Tensor] = {}
-    count = seen = batches = 0
-    start = last = time.perf_counter()
+    count = seen = 0
+    start = last = time.perf_counter() - elapsed
     bar = tqdm(
         total=total if total < 2**62 else None,
         desc=f"{type(model).__name__.lower()} {tcfg.data}",
@@ -275,7 +391,7 @@ def _fit_gradient(
     )
     deadline = start + 60 * tcfg.minutes if tcfg.minutes is not None else math.inf
     model.train()
-    step = 0
+    bar.update(step)
     while step < total:
         step += 1
         if time.perf_counter() >= deadline:
@@ -328,6 +444,8 @@ def _fit_gradient(
                 {
                     "step": step,
                     "epoch": batches / len(loader),
+                    "batches": batches,
+                    "seconds": time.perf_counter() - start,
                     "finished": step == total,
                     "total_steps": total,
                 },
@@ -377,12 +495,18 @@ def _fit(
     tcfg = replace(tcfg, binarize=resolve_binarize(tcfg.binarize, mcfg, raw.kind))
     data = binarize(raw, tcfg.binarize)
     # rank 0 alone claims (and may clear) the folder; every rank learns where, or its error
-    run_dir = Path(dist.on_main(lambda: str(_claim_run_dir(out, model_name, tcfg.data, overwrite))))
+    resuming = tcfg.resume and _resumable(out, model_name, tcfg, mcfg)
+    if resuming:
+        run_dir = Path(str(out))
+    else:
+        run_dir = Path(
+            dist.on_main(lambda: str(_claim_run_dir(out, model_name, tcfg.data, overwrite)))
+        )
     torch.manual_seed(tcfg.seed + dist.rank())
     model = cls(mcfg, data.shape).to(device)
     if data.kind == "points" and hasattr(model, "standardize"):
         model.standardize.fit(data.train.to(device))
-    if dist.is_main():
+    if dist.is_main() and not resuming:
         atomic_write_json(
             run_dir / CONFIG,
             {
@@ -407,7 +531,7 @@ def _fit(
     log = _Logger(run_dir, tcfg.tensorboard)
     try:
         if model.phases:
-            info = _fit_gradient(model, data, tcfg, run_dir, log, device, progress)
+            info = _fit_gradient(model, data, tcfg, run_dir, log, device, progress, resuming)
         else:
             info = _fit_em(model, data.train.to(device), tcfg, log, progress)
             if dist.is_main():

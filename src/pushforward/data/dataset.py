@@ -97,13 +97,19 @@ class InMemoryLoader:
         n = len(self.x) // self.world
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
+        """The batches of one epoch, after its first ``skip`` (whose binarization noise is still
+        drawn, so the rest match an uninterrupted epoch exactly)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.x), generator=g)
         perm = perm[: len(perm) // self.world * self.world][self.rank :: self.world]
         perm = perm.to(self.x.device)
         for i in range(len(self)):
             batch = self.x[perm[i * self.batch_size : (i + 1) * self.batch_size]]  # [B, ...]
+            if i < skip:
+                if self.dynamic_binarize:
+                    torch.rand(batch.shape, generator=g)
+                continue
             if self.dynamic_binarize:
                 noise = torch.rand(batch.shape, generator=g).to(batch.device)
                 batch = (noise < batch).to(batch.dtype)

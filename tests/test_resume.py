@@ -96,3 +96,28 @@ def test_resume_rejects_a_tampered_checkpoint(cli, tmp_path: Path) -> None:
     ckpt.write_bytes(data[: len(data) // 2])  # torn: only half of it
     args = ("train", "gan", "--data", "ring8", "--steps", "10", "--hidden", "16", "--out", "r")
     assert_user_error(cli(*args, "--resume"), "last.safetensors")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_checkpoint_then_exit(sig: int, code: int, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = _command("gan", out, "--checkpoint-every", "100000")  # only the signal checkpoints
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    history = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (history.exists() and history.read_text().count("\n") >= 2):  # training is on
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert lines[-1].startswith("interrupted by SIG") and "--resume" in lines[-1]
+    meta = json.loads((out / "checkpoints" / "last.json").read_text())
+    assert not meta["finished"] and 50 <= meta["step"] < 1500
+    assert f"at step {meta['step']}:" in lines[-1]
+    done = subprocess.run(
+        _command("gan", out, "--resume"), env=_env(), capture_output=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["finished"]

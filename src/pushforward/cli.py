@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -17,7 +18,7 @@ import torch
 from . import __version__, dist
 from .checkpoint import atomic_write_bytes
 from .config import TrainConfig, add_flags, resolve
-from .errors import PushforwardError
+from .errors import Interrupted, PushforwardError
 from .models import MODELS
 
 
@@ -291,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     except PushforwardError as e:
         print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
         return 2
+    except Interrupted as e:
+        name = signal.Signals(e.signum).name
+        print(
+            f"interrupted by {name} at step {e.step}: checkpoint written; continue with the "
+            "same command plus --resume",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

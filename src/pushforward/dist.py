@@ -79,6 +79,16 @@ def mean_across(values: torch.Tensor) -> torch.Tensor:
     return out / torch.distributed.get_world_size()
 
 
+def max_across(value: int) -> int:
+    """The largest of an integer every process holds (itself with one process)."""
+    if not active():
+        return value
+    dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=dev)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return int(t.item())
+
+
 def on_main(fn: Callable[[], str]) -> str:
     """Run ``fn`` on rank 0 only and give every process its text result, or its one-line
     PushforwardError, so a user error on rank 0 stops every rank instead of leaving the rest

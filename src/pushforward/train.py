@@ -13,6 +13,8 @@ import contextlib
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -36,7 +38,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, as_dict, resolve
 from .data import Dataset, InMemoryLoader, load_dataset
-from .errors import PushforwardError
+from .errors import Interrupted, PushforwardError
 from .models import MODELS
 from .models.gmm import DEFAULT_EM_STEPS
 from .runs import (
@@ -241,6 +243,39 @@ def _wrapped_losses(model: Any, device: torch.device) -> dict[str, Any]:
     return {p: DistributedDataParallel(_PhaseLoss(model, p), device_ids=ids) for p in model.phases}
 
 
+@contextlib.contextmanager
+def _closing(bar: Any, model: Any) -> Iterator[None]:
+    """However the loop ends: close the progress bar and leave no phase frozen."""
+    try:
+        yield
+    finally:
+        bar.close()
+        model.requires_grad_(True)
+
+
+class _StopSignals:
+    """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step,
+    writes a checkpoint and raises Interrupted, so a kill from the keyboard or a scheduler
+    loses nothing. Outside the main thread (signals cannot be caught there) it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._catch)
+        return self
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Every random-number state a step may touch: torch (CPU and CUDA), numpy and Python."""
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -392,66 +427,73 @@ def _fit_gradient(
     deadline = start + 60 * tcfg.minutes if tcfg.minutes is not None else math.inf
     model.train()
     bar.update(step)
-    while step < total:
-        step += 1
-        if time.perf_counter() >= deadline:
-            total = step  # out of time: this is the last step, logged and checkpointed
-        for phase in schedule:
-            x = next(stream)
-            _train_only(model, phase)
-            ctx = (
-                torch.autocast(device.type, dtype=torch.bfloat16)
-                if bf16
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                out = losses[phase](x)
-            opt = opts[phase]
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
-            if hasattr(model, "after_step"):
-                model.after_step(phase)
-            for k, v in out.items():
-                key = f"{phase}_{k}" if multi else k
-                sums[key] = sums[key] + v.detach() if key in sums else v.detach().float()
-            seen += len(x)
-            batches += 1
-        count += 1
-        bar.update(1)
-        if step % tcfg.log_every == 0 or step == total:
-            now = time.perf_counter()
-            keys = list(sums)
-            means = dist.mean_across(torch.stack([sums[k] for k in keys]) / count)
-            row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
-            seen *= dist.world_size()
-            if multi:
-                row["loss"] = row[f"{schedule[-1]}_loss"]
-            row.update(
-                step=step,
-                epoch=round(batches / len(loader), 4),
-                seconds=round(now - start, 3),
-                images_per_sec=round(seen / (now - last), 1),
-            )
-            log(row)
-            bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_sec']:.0f}")
-            sums, count, seen, last = {}, 0, 0, now
-        if (step % tcfg.checkpoint_every == 0 or step == total) and dist.is_main():
-            _save_checkpoint(
-                run_dir,
-                model,
-                opts,
-                {
-                    "step": step,
-                    "epoch": batches / len(loader),
-                    "batches": batches,
-                    "seconds": time.perf_counter() - start,
-                    "finished": step == total,
-                    "total_steps": total,
-                },
-            )
-    bar.close()
-    model.requires_grad_(True)  # leave no phase frozen
+
+    def checkpoint() -> None:
+        meta = {
+            "step": step,
+            "epoch": batches / len(loader),
+            "batches": batches,
+            "seconds": time.perf_counter() - start,
+            "finished": step == total,
+            "total_steps": total,
+        }
+        _save_checkpoint(run_dir, model, opts, meta)
+
+    with _StopSignals() as stop, _closing(bar, model):
+        while step < total:
+            step += 1
+            if time.perf_counter() >= deadline:
+                total = step  # out of time: this is the last step, logged and checkpointed
+            for phase in schedule:
+                x = next(stream)
+                _train_only(model, phase)
+                ctx = (
+                    torch.autocast(device.type, dtype=torch.bfloat16)
+                    if bf16
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    out = losses[phase](x)
+                opt = opts[phase]
+                opt.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                opt.step()
+                if hasattr(model, "after_step"):
+                    model.after_step(phase)
+                for k, v in out.items():
+                    key = f"{phase}_{k}" if multi else k
+                    sums[key] = sums[key] + v.detach() if key in sums else v.detach().float()
+                seen += len(x)
+                batches += 1
+            count += 1
+            bar.update(1)
+            if step % tcfg.log_every == 0 or step == total:
+                now = time.perf_counter()
+                keys = list(sums)
+                means = dist.mean_across(torch.stack([sums[k] for k in keys]) / count)
+                row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
+                seen *= dist.world_size()
+                if multi:
+                    row["loss"] = row[f"{schedule[-1]}_loss"]
+                row.update(
+                    step=step,
+                    epoch=round(batches / len(loader), 4),
+                    seconds=round(now - start, 3),
+                    images_per_sec=round(seen / (now - last), 1),
+                )
+                log(row)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_sec']:.0f}")
+                sums, count, seen, last = {}, 0, 0, now
+            if (step % tcfg.checkpoint_every == 0 or step == total) and dist.is_main():
+                checkpoint()
+            asked = stop.signum
+            if dist.active():  # every rank must agree to stop at the same step
+                asked = dist.max_across(stop.signum) if step % tcfg.log_every == 0 else 0
+            if asked and step < total:
+                if dist.is_main():
+                    checkpoint()
+                dist.barrier()
+                raise Interrupted(asked, step)
     return {"steps": total, "epochs": batches / len(loader), "seconds": time.perf_counter() - start}
 
 

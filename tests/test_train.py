@@ -4,6 +4,7 @@ every option of the loop (epochs, bf16, d_steps, tensorboard) does what it says.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,48 @@ def test_tensorboard_flag(tmp_path: Path) -> None:
             "vae", data="moons", steps=2, out="t", progress=False, tensorboard=True, log_every=1
         )
         assert list((tmp_path / "t" / "tensorboard").iterdir())
+
+
+def _nan_at(monkeypatch: pytest.MonkeyPatch, call: int, phase: str = "D") -> None:
+    """Make the ``call``-th loss of ``phase`` NaN (the GAN's own loss, as the loop sees it)."""
+    from pushforward.models.gan import GAN
+
+    orig, calls = GAN.loss, {"n": 0}
+
+    def loss(self: GAN, x: torch.Tensor, p: str) -> dict[str, torch.Tensor]:
+        out = orig(self, x, p)
+        if p == phase:
+            calls["n"] += 1
+            if calls["n"] == call:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(GAN, "loss", loss)
+
+
+def test_nan_policy_stop_names_the_step_and_keeps_the_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _nan_at(monkeypatch, 7)
+    opts = {"data": "ring8", "steps": 20, "hidden": 16, "depth": 2, "progress": False}
+    with pytest.raises(PushforwardError, match=r"step 7, phase D \(checkpoint of step 5 kept\)"):
+        pushforward.train("gan", out="r", checkpoint_every=5, log_every=100, **opts)
+    ckpt = load_file(str(tmp_path / "r" / "checkpoints" / "last.safetensors"))
+    assert all(torch.isfinite(v).all() for k, v in ckpt.items() if k.startswith("model."))
+    assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_nan_policy_skip_leaves_the_weights_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opts = {"data": "ring8", "hidden": 16, "depth": 2, "progress": False, "nan_policy": "skip"}
+    before = pushforward.train("gan", out="a", steps=6, **opts)
+    _nan_at(monkeypatch, 7)
+    after = pushforward.train("gan", out="b", steps=7, **opts)
+    # step 7's D update was skipped: D is exactly as after 6 steps; G still stepped
+    d6, d7 = before.model.discriminator.state_dict(), after.model.discriminator.state_dict()
+    assert all(torch.equal(d6[k], d7[k]) for k in d6)
+    g6, g7 = before.model.generator.state_dict(), after.model.generator.state_dict()
+    assert not all(torch.equal(g6[k], g7[k]) for k in g6)
+    last = after.history()[-1]
+    assert last["nonfinite"] > 0 and math.isfinite(last["D_loss"])

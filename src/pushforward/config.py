@@ -60,6 +60,11 @@ class TrainConfig:
     log_every: int = option(50, "steps between metrics.jsonl rows")
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
+    nan_policy: str = option(
+        "stop",
+        "a non-finite loss: stop (one-line error; the last good checkpoint stays) or skip the step",
+        ("stop", "skip"),
+    )
     resume: bool = option(
         False, "continue the run in --out from checkpoints/last.* (same options as its start)"
     )

@@ -89,6 +89,15 @@ def max_across(value: int) -> int:
     return int(t.item())
 
 
+def any_across(flag: torch.Tensor) -> torch.Tensor:
+    """A boolean tensor true when it is true on any process, left on its device (no sync)."""
+    if not active():
+        return flag
+    t = flag.to(torch.float32)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return t > 0
+
+
 def on_main(fn: Callable[[], str]) -> str:
     """Run ``fn`` on rank 0 only and give every process its text result, or its one-line
     PushforwardError, so a user error on rank 0 stops every rank instead of leaving the rest

@@ -253,6 +253,35 @@ def _closing(bar: Any, model: Any) -> Iterator[None]:
         model.requires_grad_(True)
 
 
+def _step_unless(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """Step unless ``bad``: the fused kernel takes the flag on the device (GradScaler's
+    found_inf), so skipping costs no host sync; other optimizers read it back."""
+    if opt.defaults.get("fused"):
+        opt.found_inf = bad.float()  # type: ignore[attr-defined]
+        opt.step()
+        opt.found_inf = None  # type: ignore[attr-defined]
+    elif not bool(bad):
+        opt.step()
+
+
+def _stop_on_nonfinite(first_bad: torch.Tensor, schedule: tuple[str, ...], run_dir: Path) -> None:
+    """--nan-policy stop: one line naming the first non-finite loss; last.* is not overwritten."""
+    code = int(first_bad)
+    if dist.active():  # the earliest over ranks, so that every rank stops at this same check
+        code = -dist.max_across(-code if code >= 0 else -(2**62))
+    if code < 0 or code >= 2**62:
+        return
+    step, phase = divmod(code, len(schedule))
+    ckpt = run_dir / CHECKPOINTS / "last.json"
+    kept = (
+        f"checkpoint of step {read_json(ckpt)['step']} kept" if ckpt.exists() else "no checkpoint"
+    )
+    raise PushforwardError(
+        f"non-finite loss at step {step}, phase {schedule[phase]} ({kept}); lower --lr, or "
+        "give --nan-policy skip to skip such steps"
+    )
+
+
 class _StopSignals:
     """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step,
     writes a checkpoint and raises Interrupted, so a kill from the keyboard or a scheduler
@@ -415,7 +444,9 @@ def _fit_gradient(
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_bytes(run_dir / HISTORY, text.encode())
     stream = _batches(loader, batches)
-    sums: dict[str, torch.Tensor] = {}
+    skip_bad = tcfg.nan_policy == "skip"
+    first_bad = torch.tensor(-1, device=device)  # step * phases + phase of the first NaN loss
+    sums: dict[str, Any] = {}
     count = seen = 0
     start = last = time.perf_counter() - elapsed
     bar = tqdm(
@@ -442,6 +473,7 @@ def _fit_gradient(
     with _StopSignals() as stop, _closing(bar, model):
         while step < total:
             step += 1
+            seen_phases: list[str] = []
             if time.perf_counter() >= deadline:
                 total = step  # out of time: this is the last step, logged and checkpointed
             for phase in schedule:
@@ -457,16 +489,28 @@ def _fit_gradient(
                 opt = opts[phase]
                 opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
-                opt.step()
+                bad = ~torch.isfinite(out["loss"].detach())  # on the device: no sync
+                if skip_bad:
+                    bad = dist.any_across(bad)  # DDP averages one rank's NaN into every rank
+                    _step_unless(opt, bad)
+                else:
+                    opt.step()
+                    code = torch.tensor(step * len(schedule) + len(seen_phases), device=bad.device)
+                    first_bad = torch.where(bad & (first_bad < 0), code, first_bad)
+                seen_phases.append(phase)
                 if hasattr(model, "after_step"):
                     model.after_step(phase)
                 for k, v in out.items():
                     key = f"{phase}_{k}" if multi else k
-                    sums[key] = sums[key] + v.detach() if key in sums else v.detach().float()
+                    v = torch.where(bad, torch.zeros_like(v), v.detach()).float()
+                    sums[key] = sums[key] + v if key in sums else v
+                sums["nonfinite"] = sums.get("nonfinite", 0) + bad.float()
                 seen += len(x)
                 batches += 1
             count += 1
             bar.update(1)
+            if step % tcfg.log_every == 0 or step == total or step % tcfg.checkpoint_every == 0:
+                _stop_on_nonfinite(first_bad, schedule, run_dir)  # before a bad checkpoint
             if step % tcfg.log_every == 0 or step == total:
                 now = time.perf_counter()
                 keys = list(sums)

@@ -13,6 +13,8 @@ import pushforward
 from pushforward.checkpoint import atomic_write_bytes, load_tensors, read_jsonl, save_tensors
 from pushforward.errors import PushforwardError
 
+from .conftest import PicklePayload
+
 
 def test_failed_write_keeps_the_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -88,3 +90,60 @@ def test_load_refuses_mismatched_or_foreign_checkpoints(run_dir: Path) -> None:
     (run_dir / "model.json").write_text("{not json")
     with pytest.raises(PushforwardError, match="not valid JSON"):
         pushforward.load(str(run_dir))
+
+
+def test_pickles_in_run_files_never_run(run_dir: Path, cli) -> None:
+    import pickle
+
+    marker = run_dir.parent / "PWNED"
+    payload = pickle.dumps({"weights": PicklePayload(str(marker))})
+    torch.save({"w": PicklePayload(str(marker))}, run_dir / "torch-save.pt")
+    for name in ("model.safetensors", "checkpoints/last.safetensors"):
+        (run_dir / name).write_bytes(payload)
+    with pytest.raises(PushforwardError, match="not a valid safetensors"):
+        pushforward.load(str(run_dir))
+    (run_dir / "model.safetensors").write_bytes((run_dir / "torch-save.pt").read_bytes())
+    with pytest.raises(PushforwardError, match="not a valid safetensors"):
+        pushforward.load(str(run_dir))
+    code, _, err = cli("sample", str(run_dir), "-n", "4", "--out", "s.npy")
+    assert code == 2 and "model.safetensors" in err
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_version_or_model(tmp_path: Path) -> None:
+    from pushforward.checkpoint import load_tensors_and_metadata
+
+    opts = {"data": "ring8", "steps": 10, "hidden": 16, "depth": 2, "progress": False}
+    pushforward.train("gan", out="r", checkpoint_every=5, **opts)
+    ckpt = tmp_path / "r" / "checkpoints" / "last.safetensors"
+    tensors, meta = load_tensors_and_metadata(ckpt)
+    full = json.loads(meta["checkpoint"])
+    for change, needle in (({"format": 99}, "format 99"), ({"finished": False}, None)):
+        save_tensors(ckpt, tensors, {"checkpoint": json.dumps({**full, **change})})
+        if needle is None:  # an unfinished checkpoint of this run resumes fine
+            pushforward.train("gan", out="r", resume=True, **opts)
+        else:
+            with pytest.raises(PushforwardError, match=needle):
+                pushforward.train("gan", out="r", resume=True, **opts)
+    # a checkpoint holding another network's weights (a wider GAN) is refused by name
+    pushforward.train("gan", out="w", checkpoint_every=5, **{**opts, "hidden": 32})
+    wide, wide_meta = load_tensors_and_metadata(tmp_path / "w" / "checkpoints" / "last.safetensors")
+    unfinished = json.dumps({**json.loads(wide_meta["checkpoint"]), "finished": False})
+    save_tensors(ckpt, wide, {"checkpoint": unfinished})
+    with pytest.raises(PushforwardError, match="not a checkpoint of this run"):
+        pushforward.train("gan", out="r", resume=True, **opts)
+
+
+def test_unwritable_metrics_log_is_a_user_error(tmp_path: Path) -> None:
+    from pushforward.checkpoint import append_jsonl
+
+    with pytest.raises(PushforwardError, match="cannot write"):
+        append_jsonl(tmp_path / "missing" / "metrics.jsonl", {"step": 1})
+
+
+def test_gmm_resume_refits_from_the_start(tmp_path: Path) -> None:
+    opts = {"data": "ring8", "components": 8, "progress": False}
+    first = pushforward.train("gmm", out="g", **opts)
+    again = pushforward.train("gmm", out="g", resume=True, **opts)
+    assert [r["step"] for r in again.history()] == [r["step"] for r in first.history()]
+    assert torch.equal(first.model.means, again.model.means)  # EM is deterministic

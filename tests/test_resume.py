@@ -121,3 +121,26 @@ def test_sigterm_and_sigint_checkpoint_then_exit(sig: int, code: int, tmp_path: 
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert json.loads((out / "checkpoints" / "last.json").read_text())["finished"]
+
+
+def test_full_disk_mid_run_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opts = {"data": "ring8", "steps": 40, "hidden": 16, "depth": 2, "progress": False}
+    real, calls = os.replace, {"n": 0}
+
+    def replace_until_full(src: object, dst: object) -> None:
+        calls["n"] += 1
+        if "last.safetensors" in str(dst) and calls["n"] > 6:  # the disk fills up mid-run
+            raise OSError(28, "No space left on device")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace_until_full)
+    with pytest.raises(PushforwardError, match="No space left on device"):
+        pushforward.train("gan", out="r", checkpoint_every=10, **opts)
+    monkeypatch.setattr(os, "replace", real)
+    kept = json.loads((tmp_path / "r" / "checkpoints" / "last.json").read_text())
+    assert 0 < kept["step"] < 40 and not kept["finished"]
+    assert not list((tmp_path / "r" / "checkpoints").glob(".*tmp"))  # no half-written file
+    done = pushforward.train("gan", out="r", resume=True, checkpoint_every=10, **opts)
+    assert done.history()[-1]["step"] == 40  # the kept checkpoint resumes

@@ -117,8 +117,13 @@ def load_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor]
 
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
     """Append one JSON line; a torn last line from a kill is skipped by :func:`read_jsonl`."""
-    with open(path, "a") as f:
-        f.write(json.dumps(_jsonable(row), allow_nan=False) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(_jsonable(row), allow_nan=False) + "\n")
+    except OSError as e:
+        raise PushforwardError(
+            f"cannot write {path}: {e.strerror}; free some space or choose another folder"
+        ) from e
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

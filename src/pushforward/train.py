@@ -54,6 +54,7 @@ from .runs import (
 )
 
 DEFAULT_EPOCHS = 10
+CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
 
 
 def _model_class(name: str) -> Any:
@@ -350,7 +351,13 @@ def _save_checkpoint(
         for pid, state in sd["state"].items():
             for k, v in state.items():
                 tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    full = {**meta, "optimizer_param_groups": groups, "rng": rng_meta, "version": __version__}
+    full = {
+        **meta,
+        "optimizer_param_groups": groups,
+        "rng": rng_meta,
+        "version": __version__,
+        "format": CHECKPOINT_FORMAT,
+    }
     save_tensors(run_dir / CHECKPOINTS / "last.safetensors", tensors, {"checkpoint": to_json(full)})
     atomic_write_json(run_dir / CHECKPOINTS / "last.json", {**full, "rng": "in last.safetensors"})
 
@@ -364,6 +371,15 @@ def _load_checkpoint(
     tensors, header = load_tensors_and_metadata(path)
     try:
         meta = json.loads(header["checkpoint"])
+    except (KeyError, json.JSONDecodeError):
+        meta = {}
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise PushforwardError(
+            f"{path}: checkpoint format {meta.get('format')} (pushforward "
+            f"{meta.get('version', 'unknown')}), but this version {__version__} resumes format "
+            f"{CHECKPOINT_FORMAT}; resume with the version that wrote it or start a new run"
+        )
+    try:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(weights)
         for phase, opt in opts.items():
@@ -582,6 +598,8 @@ def _fit(
     data = binarize(raw, tcfg.binarize)
     # rank 0 alone claims (and may clear) the folder; every rank learns where, or its error
     resuming = tcfg.resume and _resumable(out, model_name, tcfg, mcfg)
+    if resuming and not cls.phases:  # EM is not checkpointed mid-fit: it refits from the start
+        resuming, overwrite = False, True
     if resuming:
         run_dir = Path(str(out))
     else:

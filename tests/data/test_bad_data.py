@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ..conftest import assert_user_error
+from ..conftest import PicklePayload, assert_user_error
 from .builders import idx_bytes, write_cifar_folder, write_images, write_mnist_folder
 
 
@@ -182,27 +182,17 @@ def test_test_data_shape_mismatch(tmp_path: Path, cli) -> None:
     )
 
 
-class _Payload:
-    """Unpickling this would create a marker file: proof that no user file is ever unpickled."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (open, (self.marker, "w"))
-
-
 def test_pickled_npy_never_runs(tmp_path: Path, cli) -> None:
     marker = tmp_path / "PWNED"
     arr = np.empty(1, dtype=object)
-    arr[0] = _Payload(str(marker))
+    arr[0] = PicklePayload(str(marker))
     with open(tmp_path / "evil.npy", "wb") as f:
         np.lib.format.write_array(f, arr, allow_pickle=True)
     assert b"PWNED" in (tmp_path / "evil.npy").read_bytes()  # the payload is really in there
     assert_user_error(cli("train", "gmm", "--data", f"npy:{tmp_path / 'evil.npy'}"), "pickled")
     assert_user_error(cli("eval", str(tmp_path)), "not found")
     assert not marker.exists()
-    pickle.dumps(_Payload("unused"))  # the payload class itself is well-formed
+    pickle.dumps(PicklePayload("unused"))  # the payload class itself is well-formed
 
 
 def test_values_beyond_float32_range(tmp_path: Path, cli) -> None:

@@ -511,14 +511,16 @@ def _fit_gradient(
                     _step_unless(opt, bad)
                 else:
                     opt.step()
-                    code = torch.tensor(step * len(schedule) + len(seen_phases), device=bad.device)
+                    code = step * len(schedule) + len(seen_phases)
                     first_bad = torch.where(bad & (first_bad < 0), code, first_bad)
                 seen_phases.append(phase)
                 if hasattr(model, "after_step"):
                     model.after_step(phase)
                 for k, v in out.items():
                     key = f"{phase}_{k}" if multi else k
-                    v = torch.where(bad, torch.zeros_like(v), v.detach()).float()
+                    v = v.detach().float()
+                    if skip_bad:  # a skipped step's numbers stay out of the averages
+                        v = torch.where(bad, 0.0, v)
                     sums[key] = sums[key] + v if key in sums else v
                 sums["nonfinite"] = sums.get("nonfinite", 0) + bad.float()
                 seen += len(x)

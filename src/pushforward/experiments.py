@@ -302,7 +302,9 @@ def mode_collapse(
             rows[name] = {"per_seed": per_seed, **summary}
         results["sets"][data] = {name: rows[name] for name in configs}
     names = list(configs)
-    fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names), 5.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(sets), len(names), figsize=(2.6 * len(names), 2.7 * len(sets)), squeeze=False
+    )
     for i, data in enumerate(sets):
         ref = load_dataset(data).train[:20000]
         x0, x1, y0, y1 = plots.data_limits(ref)

@@ -512,8 +512,8 @@ def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings())
             "epochs": settings.length(FIXED_PRIOR_EPOCHS),
         }
     )
-    priors = {k: FIXED_PRIORS[k] for k in settings.keep([*FIXED_PRIORS, "2d"]) if k != "2d"}
-    two_d_wanted = "2d" in settings.keep([*FIXED_PRIORS, "2d"])
+    parts = settings.keep([*FIXED_PRIORS, "2d"])
+    priors = {k: FIXED_PRIORS[k] for k in parts if k != "2d"}
     if quick:
         priors["mog"] = {**priors["mog"], "prior_components": 10}
         priors["vamp"] = {**priors["vamp"], "prior_components": 50}
@@ -530,7 +530,7 @@ def fixed_prior(out: Path, quick: bool = False, settings: Settings = Settings())
     ]
     # 2-d latents to look at: the aggregate posterior over the prior's density
     two_d = {"normal": FIXED_PRIORS["normal"], "mog": {"prior": "mog", "prior_components": 10}}
-    two_d = two_d if two_d_wanted else {}
+    two_d = two_d if "2d" in parts else {}
     jobs += [
         Job(
             "vae",

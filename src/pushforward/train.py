@@ -451,6 +451,8 @@ def _fit_gradient(
     if resume and (run_dir / CHECKPOINTS / "last.safetensors").exists():
         meta = _load_checkpoint(run_dir, model, opts)
         step, batches, elapsed = meta["step"], meta["batches"], meta["seconds"]
+        if dist.rank() > 0:  # the checkpoint holds rank 0's RNG: the other ranks draw their own
+            torch.manual_seed(tcfg.seed * 1_000_003 + dist.rank() * 7_919 + step)
         if meta["finished"]:
             return {"steps": step, "epochs": batches / len(loader), "seconds": elapsed}
         total = meta["total_steps"]

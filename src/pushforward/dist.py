@@ -79,12 +79,16 @@ def mean_across(values: torch.Tensor) -> torch.Tensor:
     return out / torch.distributed.get_world_size()
 
 
+def _comm_device() -> str:
+    """Where host-side values go for a collective: NCCL moves CUDA tensors only."""
+    return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+
+
 def max_across(value: int) -> int:
     """The largest of an integer every process holds (itself with one process)."""
     if not active():
         return value
-    dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.int64, device=dev)
+    t = torch.tensor([value], dtype=torch.int64, device=_comm_device())
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return int(t.item())
 
@@ -110,8 +114,7 @@ def on_main(fn: Callable[[], str]) -> str:
             text = fn()
         except PushforwardError as e:
             failed, text = 1, str(e)
-    # NCCL moves CUDA tensors only
-    dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    dev = _comm_device()
     data = text.encode()
     head = torch.tensor([failed, len(data)], dtype=torch.int64, device=dev)
     torch.distributed.broadcast(head, 0)

@@ -105,11 +105,12 @@ class InMemoryLoader:
         perm = perm[: len(perm) // self.world * self.world][self.rank :: self.world]
         perm = perm.to(self.x.device)
         for i in range(len(self)):
-            batch = self.x[perm[i * self.batch_size : (i + 1) * self.batch_size]]  # [B, ...]
-            if i < skip:
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            if i < skip:  # only the noise is drawn; the batch itself is never gathered
                 if self.dynamic_binarize:
-                    torch.rand(batch.shape, generator=g)
+                    torch.rand((len(idx), *self.x.shape[1:]), generator=g)
                 continue
+            batch = self.x[idx]  # [B, ...]
             if self.dynamic_binarize:
                 noise = torch.rand(batch.shape, generator=g).to(batch.device)
                 batch = (noise < batch).to(batch.dtype)

@@ -258,6 +258,7 @@ class GMM(nn.Module):
     def _e_step_features(
         self, phi: torch.Tensor, centre: torch.Tensor
     ) -> tuple[float, torch.Tensor]:
+        """As _e_step: mean log-likelihood and responsibilities [N, K]."""
         k, d = self.means.shape
         lam = self._prec @ self._prec.mT  # [K, D, D]: Sigma^-1 = L^-T L^-1
         mu = self.means - centre  # [K, D]
@@ -265,7 +266,8 @@ class GMM(nn.Module):
         w = torch.cat([lam.reshape(k, d * d), -2 * lam_mu], 1)  # [K, D^2 + D]
         const = -0.5 * (d * math.log(2 * math.pi) + (mu * lam_mu).sum(1))
         lj = (phi @ w.T).mul_(-0.5).add_(const + self._log_det + torch.log(self.weights))
-        return self._normalise(lj)
+        total, resp = self._normalise(lj)
+        return total / len(phi), resp
 
     def _m_step_features(self, phi: torch.Tensor, centre: torch.Tensor, resp: torch.Tensor) -> None:
         k, d = self.means.shape
@@ -316,10 +318,7 @@ class GMM(nn.Module):
         feats = self._features(x)
 
         def e_step() -> tuple[float, torch.Tensor]:
-            if feats is None:
-                return self._e_step(x)
-            total, resp = self._e_step_features(*feats)
-            return total / len(x), resp
+            return self._e_step(x) if feats is None else self._e_step_features(*feats)
 
         def m_step(resp: torch.Tensor) -> None:
             if feats is None:

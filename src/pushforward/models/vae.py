@@ -186,8 +186,8 @@ class VAE(nn.Module):
         (Burda et al. 2015) per example: x [B, *shape] -> [B], float64. k = 1 is the ELBO; the
         bound rises towards log p(x) as k grows. The k samples go through the decoder in chunks of
         at most ``max_rows`` rows, so memory stays bounded for any k; 4,096 rows keep the
-        temporaries in cache (90 Fashion-MNIST images/s at k = 1000 on 2 cores, against 58 at
-        65,536: benchmarks/eval_speed.py)."""
+        temporaries in cache (86.6 Fashion-MNIST images/s at k = 1000 on 2 cores, against 61.5
+        at 65,536: benchmarks/eval_speed.py)."""
         mu, logvar = self.encode(x)  # [B, d]
         std = (0.5 * logvar).exp()
         b, d = mu.shape

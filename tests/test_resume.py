@@ -26,9 +26,11 @@ RUNS = {
     "gan": ["--data", "ring8", "--steps", "1500", "--hidden", "32", "--depth", "2", "--r1", "1",
             "--ema", "0.99", "--batch-size", "64"],
     # the VAE: dynamic binarization (mid-epoch resumes redraw the same pixels), a learned
-    # mixture prior and KL warm-up (a step-counting buffer), an epoch budget
+    # mixture prior and KL warm-up (a step-counting buffer), an epoch budget, and the best
+    # weights by validation score (kept across resumes in the checkpoint)
     "vae": ["--data", "digits", "--epochs", "60", "--hidden", "64", "--prior", "mog",
-            "--prior-components", "5", "--kl-warmup", "300", "--batch-size", "32"],
+            "--prior-components", "5", "--kl-warmup", "300", "--batch-size", "32",
+            "--validation", "300"],
 }  # fmt: skip
 
 
@@ -64,11 +66,15 @@ def test_killed_and_resumed_runs_end_bit_identical(model: str, tmp_path: Path) -
     assert kills >= 3  # the run really was interrupted, several times
     a, b = load_file(str(ref / "model.safetensors")), load_file(str(run / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    ref_steps = [
-        json.loads(line)["step"] for line in (ref / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps == ref_steps  # every logged step once, in order
+    rows, ref_rows = (
+        [json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()]
+        for r in (run, ref)
+    )
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]  # each step once, in order
+    # validation scores, and so the weights kept as best, are the uninterrupted run's
+    assert [r.get("val_elbo") for r in rows] == [r.get("val_elbo") for r in ref_rows]
+    info, ref_info = (json.loads((r / "model.json").read_text())["info"] for r in (run, ref))
+    assert info.get("best_step") == ref_info.get("best_step")
 
 
 def test_resume_refuses_other_options_and_finishes_once(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 import pushforward
 from pushforward.errors import PushforwardError
 
+from .conftest import assert_user_error
+
 
 @pytest.mark.parametrize("model", ["vae", "gan"])
 def test_same_seed_gives_the_same_weights(model: str, tmp_path: Path) -> None:
@@ -175,3 +177,56 @@ def test_nan_policy_skip_leaves_the_weights_untouched(
     assert not all(torch.equal(g6[k], g7[k]) for k in g6)
     last = after.history()[-1]
     assert last["nonfinite"] > 0 and math.isfinite(last["D_loss"])
+
+
+def test_validation_keeps_the_best_weights_and_stops_early(tmp_path: Path) -> None:
+    """--validation holds examples out and keeps the weights that score them best; --patience
+    ends the run once the score stops improving. Made to overfit (137 statically binarized
+    digits, a 512-wide VAE, lr 3e-3): measured, the kept weights score -26.0 nats of test ELBO
+    against -33.3 for the last ones, and the run stops at step 400 of a 2,000-epoch budget."""
+    run = pushforward.train(
+        "vae", data="digits", out="r", progress=False, validation=1300, patience=5,
+        binarize="static", checkpoint_every=50, log_every=50, epochs=2000, hidden=512, lr=3e-3,
+    )  # fmt: skip
+    info = json.loads((tmp_path / "r" / "model.json").read_text())["info"]
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["data"]["n_train"] == 1437 - 1300 and info["validation_n"] == 1300
+    rows = [
+        json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    scored = {r["step"]: r["val_elbo"] for r in rows if "val_elbo" in r}
+    assert list(scored) == list(range(50, info["steps"] + 1, 50))  # every checkpoint, once
+    assert info["best_step"] == max(scored, key=scored.__getitem__)
+    assert info["best_val_elbo"] == pytest.approx(scored[info["best_step"]])
+    # stopped after 5 checkpoints without a better score, long before the budget
+    assert info["steps"] == info["best_step"] + 5 * 50 and info["epochs"] < 2000
+    kept = load_file(str(tmp_path / "r" / "model.safetensors"))
+    best = load_file(str(tmp_path / "r" / "checkpoints" / "best.safetensors"))
+    assert all(torch.equal(kept[k], best[k]) for k in kept)
+    best_elbo = run.evaluate(["elbo"], write=False)["elbo"]
+    last = load_file(str(tmp_path / "r" / "checkpoints" / "last.safetensors"))
+    run.model.load_state_dict({k[6:]: v for k, v in last.items() if k.startswith("model.")})
+    assert best_elbo > run.evaluate(["elbo"], write=False)["elbo"] + 3.0
+
+
+def test_validation_options_are_checked(cli) -> None:
+    base = ("train", "vae", "--data", "digits", "--steps", "2")
+    assert_user_error(cli(*base, "--validation", "1437"), "--validation 1437", "1436")
+    assert_user_error(cli(*base, "--patience", "3"), "--patience", "--validation")
+    assert_user_error(cli(*base, "--validation", "100", "--patience", "0"), "--patience")
+    assert_user_error(
+        cli("train", "gan", "--data", "ring8", "--steps", "2", "--validation", "100"),
+        "--validation",
+        "vae",
+    )
+
+
+def test_validation_resume_needs_the_same_checkpoints(tmp_path: Path) -> None:
+    """Under --validation the checkpoints are when the score is taken: a resume may not move
+    them (without it, --checkpoint-every may change)."""
+    opts = dict(data="digits", steps=20, hidden=16, progress=False)
+    pushforward.train("vae", out="v", checkpoint_every=5, validation=100, **opts)
+    with pytest.raises(PushforwardError, match="checkpoint_every"):
+        pushforward.train("vae", out="v", resume=True, checkpoint_every=10, validation=100, **opts)
+    pushforward.train("vae", out="p", checkpoint_every=5, **opts)
+    pushforward.train("vae", out="p", resume=True, checkpoint_every=10, **opts)

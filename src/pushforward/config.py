@@ -59,6 +59,14 @@ class TrainConfig:
     )
     log_every: int = option(50, "steps between metrics.jsonl rows")
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
+    validation: int = option(
+        0,
+        "hold out this many training examples; at every checkpoint score them (vae: the ELBO) "
+        "and keep the best weights as the run's model (0 = off)",
+    )
+    patience: int | None = option(
+        None, "with --validation: stop after this many checkpoints without a better score"
+    )
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
     nan_policy: str = option(
         "stop",

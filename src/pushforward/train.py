@@ -30,6 +30,7 @@ from .checkpoint import (
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
+    load_tensors,
     load_tensors_and_metadata,
     read_json,
     read_jsonl,
@@ -54,6 +55,7 @@ from .runs import (
 )
 
 DEFAULT_EPOCHS = 10
+BEST = "best.safetensors"  # in checkpoints/: the weights of the best --validation score
 CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
 
 
@@ -90,8 +92,11 @@ def _resumable(out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg:
             f"--resume: {out} holds a {saved.get('model')!r} run, not {model_name!r}; "
             f"run `pushforward train {saved.get('model')} ... --resume` or choose another --out"
         )
-    # how to run and report, not what is trained
-    how = {"resume", "device", "tensorboard", "log_every", "checkpoint_every"}
+    # how to run and report, not what is trained (but under --validation the checkpoints are
+    # when the held-out score is taken, which picks the weights kept and when patience ends)
+    how = {"resume", "device", "tensorboard", "log_every"}
+    if not tcfg.validation:
+        how.add("checkpoint_every")
     for part in ("train", "model_config"):
         for key, value in mine[part].items():
             if key not in how and saved.get(part, {}).get(key) != value:
@@ -402,6 +407,51 @@ def _load_checkpoint(
     return meta  # type: ignore[no-any-return]
 
 
+def _validation_split(
+    data: Dataset, tcfg: TrainConfig, model_name: str
+) -> tuple[Dataset, torch.Tensor | None]:
+    """``--validation N``: N training examples, chosen by a fixed shuffle (the same for every
+    seed), leave the training set; under dynamic binarization they are binarized once, like the
+    test split, so their score moves only with the weights."""
+    n = tcfg.validation
+    if tcfg.patience is not None and (n == 0 or tcfg.patience < 1):
+        raise PushforwardError(
+            f"--patience {tcfg.patience}: needs --validation N and a patience of at least 1"
+        )
+    if n == 0:
+        return data, None
+    if model_name != "vae":
+        raise PushforwardError(
+            f"--validation scores held-out examples by a likelihood bound; {model_name} has "
+            "none to score: use it with vae"
+        )
+    if not 0 < n < len(data.train):
+        raise PushforwardError(
+            f"--validation {n}: give between 1 and {len(data.train) - 1} examples "
+            f"({data.name} has {len(data.train)} for training)"
+        )
+    held = torch.zeros(len(data.train), dtype=torch.bool)
+    held[torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:n]] = True
+    val = data.train[held]  # [n, *shape]
+    if tcfg.binarize == "dynamic":
+        val = torch.bernoulli(val.cpu(), generator=torch.Generator().manual_seed(2)).to(val)
+    return replace(data, train=data.train[~held]), val
+
+
+@torch.no_grad()
+def _validate(model: Any, val: torch.Tensor, device: torch.device) -> float:
+    """Mean ELBO of the validation examples under the current weights: eval mode and fixed
+    noise, so the score changes only with the weights and the training RNG is left alone."""
+    was = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    total = torch.zeros((), device=device)
+    for chunk in val.split(1000):  # [<=1000, *shape]
+        total += model.elbo(chunk.to(device), generator=g)["elbo"].float().sum()
+    model.train(was)
+    return float(dist.mean_across(total / len(val)))
+
+
 def _fit_gradient(
     model: Any,
     data: Dataset,
@@ -411,10 +461,13 @@ def _fit_gradient(
     device: torch.device,
     progress: bool,
     resume: bool = False,
+    val: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The one gradient loop: for each step, each phase of the schedule takes a batch, its loss,
     and a step of its own optimizer. ``resume`` continues from checkpoints/last.* (weights,
-    optimizer, RNG, batches consumed), so the weights end bit-identical to an uninterrupted run."""
+    optimizer, RNG, batches consumed), so the weights end bit-identical to an uninterrupted run.
+    With ``val`` (examples held out by --validation), every checkpoint scores them and the best
+    weights so far go to checkpoints/best.safetensors; --patience ends the run early."""
     loader = InMemoryLoader(
         data.train.to(device),
         tcfg.batch_size,
@@ -448,13 +501,21 @@ def _fit_gradient(
     multi = len(model.phases) > 1
     step = batches = 0
     elapsed = 0.0  # training seconds before this process (a resumed run's earlier ones)
+    # the best validation score, its step, and the validations since it (for --patience)
+    best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
     if resume and (run_dir / CHECKPOINTS / "last.safetensors").exists():
         meta = _load_checkpoint(run_dir, model, opts)
         step, batches, elapsed = meta["step"], meta["batches"], meta["seconds"]
+        best = meta.get("best", best)
         if dist.rank() > 0:  # the checkpoint holds rank 0's RNG: the other ranks draw their own
             torch.manual_seed(tcfg.seed * 1_000_003 + dist.rank() * 7_919 + step)
         if meta["finished"]:
-            return {"steps": step, "epochs": batches / len(loader), "seconds": elapsed}
+            return {
+                "steps": step,
+                "epochs": batches / len(loader),
+                "seconds": elapsed,
+                **_best_info(best, val),
+            }
         total = meta["total_steps"]
     if resume and dist.is_main() and (run_dir / HISTORY).exists():
         # rows logged after the checkpoint (or before a first one) are logged again
@@ -485,6 +546,7 @@ def _fit_gradient(
             "seconds": time.perf_counter() - start,
             "finished": step == total,
             "total_steps": total,
+            "best": best,
         }
         _save_checkpoint(run_dir, model, opts, meta)
 
@@ -531,7 +593,18 @@ def _fit_gradient(
             bar.update(1)
             if step % tcfg.log_every == 0 or step == total or step % tcfg.checkpoint_every == 0:
                 _stop_on_nonfinite(first_bad, schedule, run_dir)  # before a bad checkpoint
-            if step % tcfg.log_every == 0 or step == total:
+            validated = val is not None and (step % tcfg.checkpoint_every == 0 or step == total)
+            if validated and val is not None:
+                score = _validate(model, val, device)
+                if score > best["score"]:
+                    best = {"score": score, "step": step, "since": 0}
+                    if dist.is_main():  # before the checkpoint that names it
+                        save_tensors(run_dir / CHECKPOINTS / BEST, model.state_dict())
+                else:
+                    best["since"] += 1
+                if tcfg.patience is not None and best["since"] >= tcfg.patience:
+                    total = step  # early stop: this step is the last, logged and checkpointed
+            if step % tcfg.log_every == 0 or step == total or validated:
                 now = time.perf_counter()
                 keys = list(sums)
                 means = dist.mean_across(torch.stack([sums[k] for k in keys]) / count)
@@ -545,6 +618,8 @@ def _fit_gradient(
                     seconds=round(now - start, 3),
                     images_per_sec=round(seen / (now - last), 1),
                 )
+                if validated:
+                    row.update(val_elbo=score, best_step=best["step"])
                 log(row)
                 bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_sec']:.0f}")
                 sums, count, seen, last = {}, 0, 0, now
@@ -558,7 +633,18 @@ def _fit_gradient(
                     checkpoint()
                 dist.barrier()
                 raise Interrupted(asked, step)
-    return {"steps": total, "epochs": batches / len(loader), "seconds": time.perf_counter() - start}
+    return {
+        "steps": total,
+        "epochs": batches / len(loader),
+        "seconds": time.perf_counter() - start,
+        **_best_info(best, val),
+    }
+
+
+def _best_info(best: dict[str, Any], val: torch.Tensor | None) -> dict[str, Any]:
+    if val is None:
+        return {}
+    return {"best_step": best["step"], "best_val_elbo": best["score"], "validation_n": len(val)}
 
 
 def fit(
@@ -599,7 +685,7 @@ def _fit(
     if hasattr(cls, "resolve_config"):
         mcfg = cls.resolve_config(mcfg, raw.kind)
     tcfg = replace(tcfg, binarize=resolve_binarize(tcfg.binarize, mcfg, raw.kind))
-    data = binarize(raw, tcfg.binarize)
+    data, val = _validation_split(binarize(raw, tcfg.binarize), tcfg, model_name)
     # rank 0 alone claims (and may clear) the folder; every rank learns where, or its error
     resuming = tcfg.resume and _resumable(out, model_name, tcfg, mcfg)
     if resuming and not cls.phases:  # EM is not checkpointed mid-fit: it refits from the start
@@ -639,7 +725,11 @@ def _fit(
     log = _Logger(run_dir, tcfg.tensorboard)
     try:
         if model.phases:
-            info = _fit_gradient(model, data, tcfg, run_dir, log, device, progress, resuming)
+            info = _fit_gradient(model, data, tcfg, run_dir, log, device, progress, resuming, val)
+            if val is not None:  # the run's model is the best validated one, not the last
+                best_path = run_dir / CHECKPOINTS / BEST
+                if best_path.exists():
+                    model.load_state_dict(load_tensors(best_path))
         else:
             info = _fit_em(model, data.train.to(device), tcfg, log, progress)
             if dist.is_main():

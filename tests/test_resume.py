@@ -22,9 +22,10 @@ from pushforward.errors import PushforwardError
 from .conftest import assert_user_error
 
 RUNS = {
-    # the GAN: two optimizers, R1's double backward, the EMA generator, uniform point data
+    # the GAN: two optimizers, R1's double backward, the EMA generator, uniform point data, a
+    # learning rate set by the step (cosine)
     "gan": ["--data", "ring8", "--steps", "1500", "--hidden", "32", "--depth", "2", "--r1", "1",
-            "--ema", "0.99", "--batch-size", "64"],
+            "--ema", "0.99", "--batch-size", "64", "--lr-schedule", "cosine"],
     # the VAE: dynamic binarization (mid-epoch resumes redraw the same pixels), a learned
     # mixture prior and KL warm-up (a step-counting buffer), an epoch budget, and the best
     # weights by validation score (kept across resumes in the checkpoint)

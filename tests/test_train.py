@@ -230,3 +230,22 @@ def test_validation_resume_needs_the_same_checkpoints(tmp_path: Path) -> None:
         pushforward.train("vae", out="v", resume=True, checkpoint_every=10, validation=100, **opts)
     pushforward.train("vae", out="p", checkpoint_every=5, **opts)
     pushforward.train("vae", out="p", resume=True, checkpoint_every=10, **opts)
+
+
+def test_cosine_schedule_sets_each_steps_rate(tmp_path: Path, cli) -> None:
+    """--lr-schedule cosine: step t of T trains at lr * (1 + cos(pi (t - 1) / T)) / 2, for every
+    optimizer (the GAN's two); the checkpoint records the rate of its step."""
+    pushforward.train(
+        "gan", data="ring8", steps=20, out="c", progress=False, hidden=16, lr=1e-3, lr_d=4e-3,
+        lr_schedule="cosine", checkpoint_every=7,
+    )  # fmt: skip
+    last = json.loads((tmp_path / "c" / "checkpoints" / "last.json").read_text())
+    factor = (1 + math.cos(math.pi * 19 / 20)) / 2
+    groups = last["optimizer_param_groups"]
+    assert groups["G"][0]["lr"] == pytest.approx(1e-3 * factor, rel=1e-9)
+    assert groups["D"][0]["lr"] == pytest.approx(4e-3 * factor, rel=1e-9)
+    assert_user_error(
+        cli("train", "vae", "--data", "digits", "--minutes", "1", "--lr-schedule", "cosine"),
+        "--lr-schedule cosine",
+        "--epochs",
+    )

@@ -59,6 +59,12 @@ class TrainConfig:
     )
     log_every: int = option(50, "steps between metrics.jsonl rows")
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
+    lr_schedule: str = option(
+        "constant",
+        "learning rate over the run: constant, or cosine (from the model's --lr down to 0 at "
+        "the last step of --epochs/--steps)",
+        ("constant", "cosine"),
+    )
     validation: int = option(
         0,
         "hold out this many training examples; at every checkpoint score them (vae: the ELBO) "

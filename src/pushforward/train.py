@@ -522,6 +522,14 @@ def _fit_gradient(
         rows = [r for r in read_jsonl(run_dir / HISTORY) if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_bytes(run_dir / HISTORY, text.encode())
+    if tcfg.lr_schedule == "cosine" and total >= 2**62:
+        raise PushforwardError(
+            "--lr-schedule cosine decays to 0 at the last step: give --epochs or --steps"
+        )
+    planned = total  # the schedule's length (a patience stop ends the run before it)
+    for opt in opts.values():
+        for group in opt.param_groups:  # a resumed run's groups come back with their initial_lr
+            group.setdefault("initial_lr", group["lr"])
     stream = _batches(loader, batches)
     skip_bad = tcfg.nan_policy == "skip"
     first_bad = torch.tensor(-1, device=device)  # step * phases + phase of the first NaN loss
@@ -554,6 +562,11 @@ def _fit_gradient(
         while step < total:
             step += 1
             seen_phases: list[str] = []
+            if tcfg.lr_schedule == "cosine":  # this step's rate, from the step alone
+                factor = 0.5 * (1 + math.cos(math.pi * (step - 1) / planned))
+                for opt in opts.values():
+                    for group in opt.param_groups:
+                        group["lr"] = group["initial_lr"] * factor
             if time.perf_counter() >= deadline:
                 total = step  # out of time: this is the last step, logged and checkpointed
             for phase in schedule:

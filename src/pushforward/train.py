@@ -606,9 +606,9 @@ def _fit_gradient(
             bar.update(1)
             if step % tcfg.log_every == 0 or step == total or step % tcfg.checkpoint_every == 0:
                 _stop_on_nonfinite(first_bad, schedule, run_dir)  # before a bad checkpoint
-            validated = val is not None and (step % tcfg.checkpoint_every == 0 or step == total)
-            if validated and val is not None:
-                score = _validate(model, val, device)
+            validated = False
+            if val is not None and (step % tcfg.checkpoint_every == 0 or step == total):
+                validated, score = True, _validate(model, val, device)
                 if score > best["score"]:
                     best = {"score": score, "step": step, "since": 0}
                     if dist.is_main():  # before the checkpoint that names it

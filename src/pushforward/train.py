@@ -40,6 +40,7 @@ from .checkpoint import (
 from .config import TrainConfig, as_dict, resolve
 from .data import Dataset, InMemoryLoader, load_dataset
 from .errors import Interrupted, PushforwardError
+from .metrics import likelihood
 from .models import MODELS
 from .models.gmm import DEFAULT_EM_STEPS
 from .runs import (
@@ -408,7 +409,7 @@ def _load_checkpoint(
 
 
 def _validation_split(
-    data: Dataset, tcfg: TrainConfig, model_name: str
+    data: Dataset, tcfg: TrainConfig, model_name: str, cls: Any
 ) -> tuple[Dataset, torch.Tensor | None]:
     """``--validation N``: N training examples, chosen by a fixed shuffle (the same for every
     seed), leave the training set; under dynamic binarization they are binarized once, like the
@@ -420,7 +421,7 @@ def _validation_split(
         )
     if n == 0:
         return data, None
-    if model_name != "vae":
+    if not hasattr(cls, "elbo"):
         raise PushforwardError(
             f"--validation scores held-out examples by a likelihood bound; {model_name} has "
             "none to score: use it with vae"
@@ -439,17 +440,15 @@ def _validation_split(
 
 
 @torch.no_grad()
-def _validate(model: Any, val: torch.Tensor, device: torch.device) -> float:
+def _validate(model: Any, val: torch.Tensor) -> float:
     """Mean ELBO of the validation examples under the current weights: eval mode and fixed
-    noise, so the score changes only with the weights and the training RNG is left alone."""
+    noise (the test ELBO's own metric), so the score changes only with the weights and the
+    training RNG is left alone."""
     was = model.training
     model.eval()
-    g = torch.Generator().manual_seed(0)
-    total = torch.zeros((), device=device)
-    for chunk in val.split(1000):  # [<=1000, *shape]
-        total += model.elbo(chunk.to(device), generator=g)["elbo"].float().sum()
+    score = likelihood.elbo(model, val, seed=0)["elbo"]
     model.train(was)
-    return float(dist.mean_across(total / len(val)))
+    return float(dist.mean_across(torch.tensor(score, device=val.device)))
 
 
 def _fit_gradient(
@@ -468,6 +467,7 @@ def _fit_gradient(
     optimizer, RNG, batches consumed), so the weights end bit-identical to an uninterrupted run.
     With ``val`` (examples held out by --validation), every checkpoint scores them and the best
     weights so far go to checkpoints/best.safetensors; --patience ends the run early."""
+    val = val.to(device) if val is not None else None  # [n, *shape], moved once
     loader = InMemoryLoader(
         data.train.to(device),
         tcfg.batch_size,
@@ -608,7 +608,7 @@ def _fit_gradient(
                 _stop_on_nonfinite(first_bad, schedule, run_dir)  # before a bad checkpoint
             validated = False
             if val is not None and (step % tcfg.checkpoint_every == 0 or step == total):
-                validated, score = True, _validate(model, val, device)
+                validated, score = True, _validate(model, val)
                 if score > best["score"]:
                     best = {"score": score, "step": step, "since": 0}
                     if dist.is_main():  # before the checkpoint that names it
@@ -698,7 +698,7 @@ def _fit(
     if hasattr(cls, "resolve_config"):
         mcfg = cls.resolve_config(mcfg, raw.kind)
     tcfg = replace(tcfg, binarize=resolve_binarize(tcfg.binarize, mcfg, raw.kind))
-    data, val = _validation_split(binarize(raw, tcfg.binarize), tcfg, model_name)
+    data, val = _validation_split(binarize(raw, tcfg.binarize), tcfg, model_name, cls)
     # rank 0 alone claims (and may clear) the folder; every rank learns where, or its error
     resuming = tcfg.resume and _resumable(out, model_name, tcfg, mcfg)
     if resuming and not cls.phases:  # EM is not checkpointed mid-fit: it refits from the start

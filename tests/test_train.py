@@ -249,3 +249,20 @@ def test_cosine_schedule_sets_each_steps_rate(tmp_path: Path, cli) -> None:
         "--lr-schedule cosine",
         "--epochs",
     )
+
+
+def test_validation_scores_the_bound_the_model_trains_on() -> None:
+    """Under --iw-samples K the held-out score is IWAE-K, not the ELBO: IWAE training trades ELBO
+    for likelihood, so choosing its weights by the ELBO would pick against its objective."""
+    from pushforward.metrics import likelihood
+    from pushforward.models.vae import VAE, VAEConfig
+    from pushforward.train import _validate
+
+    torch.manual_seed(0)
+    val = torch.bernoulli(torch.rand(50, 1, 8, 8))
+    iw = VAE(VAEConfig(likelihood="bernoulli", hidden=16, iw_samples=6), (1, 8, 8))
+    score = _validate(iw, val)
+    assert score == pytest.approx(-likelihood.iwae(iw, val, k=6, seed=0)["nll_nats"], rel=1e-6)
+    assert score > likelihood.elbo(iw, val, seed=0)["elbo"] + 0.1
+    plain = VAE(VAEConfig(likelihood="bernoulli", hidden=16), (1, 8, 8))
+    assert _validate(plain, val) == pytest.approx(likelihood.elbo(plain, val, seed=0)["elbo"])

@@ -441,12 +441,17 @@ def _validation_split(
 
 @torch.no_grad()
 def _validate(model: Any, val: torch.Tensor) -> float:
-    """Mean ELBO of the validation examples under the current weights: eval mode and fixed
-    noise (the test ELBO's own metric), so the score changes only with the weights and the
-    training RNG is left alone."""
+    """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
+    for a model trained on that bound (``iw_samples`` K > 1), whose ELBO may fall as its
+    likelihood rises. Eval mode and fixed noise (the test metrics' own), so the score changes
+    only with the weights and the training RNG is left alone."""
     was = model.training
     model.eval()
-    score = likelihood.elbo(model, val, seed=0)["elbo"]
+    k = getattr(model.config, "iw_samples", 1)
+    if k > 1:
+        score = -likelihood.iwae(model, val, k=k, seed=0)["nll_nats"]
+    else:
+        score = likelihood.elbo(model, val, seed=0)["elbo"]
     model.train(was)
     return float(dist.mean_across(torch.tensor(score, device=val.device)))
 

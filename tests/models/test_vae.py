@@ -193,6 +193,55 @@ def test_kl_warmup_and_free_bits() -> None:
     assert loss == pytest.approx(-recon + 300.0, rel=1e-5)
 
 
+def test_iw_loss_is_the_importance_weighted_bound() -> None:
+    """The --iw-samples K loss against the bound written out with torch.distributions, on the
+    same noise: -mean_b [logsumexp_i (log p(x|z_i) + w (log p(z_i) - log q(z_i|x))) - log K],
+    w the warm-up's KL weight (a quarter at step 1 of 4, then 1)."""
+    torch.manual_seed(0)
+    m = _vae((1, 8, 8), latent_dim=3, hidden=16, iw_samples=4, kl_warmup=4)
+    x = torch.bernoulli(torch.rand(5, 1, 8, 8))
+    m.train()
+
+    def by_hand(w: float) -> torch.Tensor:
+        torch.manual_seed(1)
+        mu, logvar = m.encode(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn(4, 5, 3)  # [K, B, d]
+        log_px = D.Bernoulli(logits=m.decoder(z.view(20, 3)).view(4, 5, -1)).log_prob(
+            x.view(1, 5, -1)
+        )
+        log_pz = D.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_q = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+        log_w = log_px.sum(-1) + w * (log_pz - log_q)  # [K, B]
+        return -(torch.logsumexp(log_w, 0) - math.log(4)).mean()
+
+    for w in (0.25, 0.5, 0.75, 1.0, 1.0):
+        expected = by_hand(w)
+        torch.manual_seed(1)
+        out = {k: float(v.detach()) for k, v in m.loss(x, "main").items()}
+        assert out["loss"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert out["iwae"] == pytest.approx(-out["loss"], rel=1e-6)  # w = 1 now
+    assert out["iwae"] > out["elbo"]  # the bound sits above the mean ELBO
+    with pytest.raises(pushforward.PushforwardError, match="--free-bits"):
+        _vae((2,), iw_samples=2, free_bits=0.5)
+    with pytest.raises(pushforward.PushforwardError, match="--iw-samples 0"):
+        _vae((2,), iw_samples=0)
+
+
+def test_iw_training_lowers_the_test_nll() -> None:
+    """Training on the IWAE-8 bound instead of the ELBO, at equal steps: a lower test NLL
+    (IWAE-500; measured 0.48 and 0.41 nats on seeds 0 and 1) at the price of a worse ELBO
+    (1.1 and 0.7 nats), the trade Burda et al. and Rainforth et al. 2018 report."""
+    ev = {}
+    for k in (1, 8):
+        run = pushforward.train(
+            "vae", data="digits", steps=1500, out=f"iw{k}", progress=False, latent_dim=8,
+            hidden=128, iw_samples=k,
+        )  # fmt: skip
+        ev[k] = run.evaluate(["elbo", "nll"], k=500, write=False)
+    assert ev[1]["nll_nats"] - ev[8]["nll_nats"] > 0.2
+    assert ev[1]["elbo"] - ev[8]["elbo"] > 0.3
+
+
 def test_expost_gmm_sampler(tmp_path) -> None:
     run = pushforward.train("vae", data="digits", steps=200, out="e", progress=False, latent_dim=4)
     x = run.sample(64, seed=0, sampler="gmm", components=5)

@@ -48,6 +48,11 @@ class VAEConfig:
     free_bits: float = option(
         0.0, "nats per latent dimension the KL is not pushed below (Kingma et al. 2016)"
     )
+    iw_samples: int = option(
+        1,
+        "train on the importance-weighted bound with this many z per example (IWAE, Burda et "
+        "al. 2015); 1 = the ELBO",
+    )
     lr: float = option(1e-3, "Adam learning rate")
 
 
@@ -87,6 +92,13 @@ class VAE(nn.Module):
         if config.prior_components < 1:
             raise PushforwardError(
                 f"--prior-components {config.prior_components}: must be at least 1"
+            )
+        if config.iw_samples < 1:
+            raise PushforwardError(f"--iw-samples {config.iw_samples}: must be at least 1")
+        if config.iw_samples > 1 and config.free_bits > 0:
+            raise PushforwardError(
+                "--free-bits has no meaning for the importance-weighted bound (its KL is not a "
+                "separate term): drop --free-bits or use --iw-samples 1"
             )
         self.prior: Prior = make_prior(
             config.prior, d, config.prior_components, self.data_shape, self.encode
@@ -174,6 +186,15 @@ class VAE(nn.Module):
         xl = torch.einsum("kbd,bd->kb", logits, x.reshape(b, -1).to(logits))
         return xl - F.softplus(logits).sum(-1)
 
+    def _log_terms(
+        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log p(x|z), log p(z), log q(z|x)) for z = mu + std * eps, the importance weights'
+        parts: x [B, *shape], mu and logvar [B, d], eps [kk, B, d] -> three [kk, B]."""
+        z = mu + (0.5 * logvar).exp() * eps  # [kk, B, d]
+        log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+        return self._log_likelihood_many(x, z), self.prior.log_prob(z), log_q
+
     @torch.no_grad()
     def iwae_bound(
         self,
@@ -189,7 +210,6 @@ class VAE(nn.Module):
         temporaries in cache (86.6 Fashion-MNIST images/s at k = 1000 on 2 cores, against 61.5
         at 65,536: benchmarks/eval_speed.py)."""
         mu, logvar = self.encode(x)  # [B, d]
-        std = (0.5 * logvar).exp()
         b, d = mu.shape
         per = max(1, max_rows // b)
         log_w = []
@@ -200,27 +220,53 @@ class VAE(nn.Module):
                 if generator is not None
                 else torch.randn(kk, b, d, device=mu.device)
             )
-            z = mu + std * eps  # [kk, B, d]
-            log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)  # [kk, B]
-            log_px = self._log_likelihood_many(x, z)  # [kk, B]
-            log_w.append((log_px + self.prior.log_prob(z) - log_q).double())
+            log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [kk, B] each
+            log_w.append((log_px + log_pz - log_q).double())
         return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
 
-    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
-        """Negative (beta-)ELBO averaged over the batch, with its terms for logging."""
-        t = self.elbo(x)
+    def _kl_weight(self, device: torch.device) -> torch.Tensor:
+        """beta, scaled by the warm-up's linear ramp: a tensor op, so the loop never syncs."""
         c = self.config
+        weight = torch.tensor(c.beta, device=device)
+        if c.kl_warmup > 0:
+            weight = weight * ((self.steps_done + 1).float() / c.kl_warmup).clamp(max=1.0)
+        return weight
+
+    def _iw_loss(self, x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Negative importance-weighted bound with K = iw_samples z per example. The warm-up
+        weight tempers log p(z) - log q(z|x) inside each weight, as it tempers the ELBO's KL."""
+        k = self.config.iw_samples
+        mu, logvar = self.encode(x)  # [B, d]
+        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)  # [K, B, d]
+        log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [K, B] each
+        log_ratio = log_pz - log_q
+        bound = torch.logsumexp(log_px + weight * log_ratio, dim=0) - math.log(k)  # [B]
+        with torch.no_grad():
+            iwae = torch.logsumexp(log_px + log_ratio, dim=0) - math.log(k)  # weight 1: [B]
+        return {
+            "loss": -bound.mean(),
+            "elbo": (log_px + log_ratio).mean(),  # the mean one-sample ELBO, comparable to k = 1
+            "recon": log_px.mean(),
+            "kl": -log_ratio.mean(),
+            "iwae": iwae.mean(),
+        }
+
+    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+        """Negative (beta-)ELBO averaged over the batch, with its terms for logging; under
+        ``iw_samples`` K > 1 the negative IWAE-K bound instead (also logged as ``iwae``)."""
+        c = self.config
+        weight = self._kl_weight(x.device)
+        if self.training:
+            self.steps_done += 1
+        if c.iw_samples > 1:
+            return self._iw_loss(x, weight)
+        t = self.elbo(x)
         kl_term = t["kl"].mean()
         if c.free_bits > 0:  # no pressure below free_bits nats per dimension (batch average)
             if "kl_dims" in t:
                 kl_term = t["kl_dims"].mean(0).clamp(min=c.free_bits).sum()
             else:
                 kl_term = kl_term.clamp(min=c.free_bits * c.latent_dim)
-        weight = torch.tensor(c.beta, device=x.device)
-        if c.kl_warmup > 0:  # a tensor op, so the loop never syncs with the host for it
-            weight = weight * ((self.steps_done + 1).float() / c.kl_warmup).clamp(max=1.0)
-        if self.training:
-            self.steps_done += 1
         loss = -t["recon"].mean() + weight * kl_term
         return {
             "loss": loss,

@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from scipy import linalg
 from sklearn.metrics import pairwise_distances
 
-from pushforward.data import load_dataset
+from pushforward.data import binarize, load_dataset
 from pushforward.metrics.features import _embed, classifier_for, frechet_distance, prdc
 from pushforward.metrics.likelihood import iwae
 from pushforward.models.vae import VAE, VAEConfig
-from pushforward.runs import binarize
 
 
 def timed(fn, repeats: int = 1):  # type: ignore[no-untyped-def]

@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import pushforward
-from pushforward.data import load_dataset
+from pushforward.data import binarize, load_dataset
 from pushforward.metrics.likelihood import elbo as test_elbo
-from pushforward.runs import binarize
 
 LATENT, HIDDEN, BATCH, LR = 16, 512, 128, 1e-3
 

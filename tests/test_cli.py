@@ -197,6 +197,50 @@ def test_recon_needs_an_encoder(cli) -> None:
     assert_user_error(cli("sample", "r", "--recon"), "--recon", "encoder")
 
 
+def test_recon_and_interpolate_layouts(cli, tmp_path: Path) -> None:
+    """--recon: rows of held-out examples, each above its reconstructions (8 a row);
+    --interpolate: one row per pair, from the first example's decoding to the second's."""
+    from PIL import Image
+
+    import pushforward
+
+    opts = ["--data", "digits", "--steps", "300", "--latent-dim", "4", "--hidden", "64"]
+    assert cli("train", "vae", *opts, "--out", "v")[0] == 0
+    run = pushforward.load("v")
+    assert cli("sample", "v", "-n", "10", "--recon", "--out", "r.npy")[0] == 0
+    x = np.load("r.npy")
+    orig, rec = (t.numpy() for t in run.reconstructions(10))
+    assert x.shape == (20, 1, 8, 8)
+    assert np.array_equal(x[:8], orig[:8]) and np.array_equal(x[8:16], rec[:8])
+    assert np.array_equal(x[16:18], orig[8:]) and np.array_equal(x[18:], rec[8:])
+    assert not np.array_equal(orig, rec)  # reconstructions are the model's, not copies
+    assert cli("sample", "v", "-n", "10", "--recon", "--out", "r.png")[0] == 0
+    with Image.open("r.png") as im:
+        assert im.size == ((8 * 9 + 1) * 4, (3 * 9 + 1) * 4)  # 8 wide, 3 rows
+    assert cli("sample", "v", "-n", "3", "--interpolate", "--steps", "5", "--out", "i.npy")[0] == 0
+    lines = np.load("i.npy").reshape(3, 5, 1, 8, 8)
+    z = run.model.encode(run._held_out(6, 0))[0]  # pairs (0, 3), (1, 4), (2, 5)
+    for at, code in ((0, z[:3]), (2, (z[:3] + z[3:]) / 2), (4, z[3:])):  # ends and middle
+        want = run.model.decode_mean(code).numpy()
+        np.testing.assert_allclose(lines[:, at], want, atol=1e-5)
+
+
+def test_eval_on_the_training_split(cli, tmp_path: Path) -> None:
+    import torch
+
+    import pushforward
+
+    assert cli("train", "gmm", "--data", "ring8", "--out", "g", "--steps", "5")[0] == 0
+    code, out, _ = cli("eval", "g", "--split", "train", "--metrics", "nll")
+    ev = json.loads((tmp_path / "g" / "eval.json").read_text())
+    run = pushforward.load("g")
+    want = -float(run.model.log_prob(run.data.train).double().mean())
+    assert code == 0 and ev["split"] == "train" and ev["n_real"] == 50_000
+    assert ev["nll_nats"] == pytest.approx(want, rel=1e-12) and "train" in out
+    test_nll = -float(run.model.log_prob(run.data.test).double().mean())
+    assert ev["nll_nats"] != test_nll and torch.isfinite(torch.tensor(test_nll))
+
+
 def test_bench_trains_each_model_for_the_budget(cli, tmp_path: Path) -> None:
     code, _, err = cli(
         "bench", "--data", "grid25", "--models", "gmm,gan", "--budget-minutes", "0.05", "--out", "b"

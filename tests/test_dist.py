@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pushforward.runs import Run
+from pushforward.run import Run
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

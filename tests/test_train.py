@@ -82,11 +82,32 @@ def test_epochs_set_the_budget(tmp_path: Path) -> None:
         pushforward.train("vae", data="digits", epochs=1, steps=1, out="x", progress=False)
 
 
-def test_bf16_trains_and_stays_finite(tmp_path: Path) -> None:
-    fp32 = pushforward.train("vae", data="digits", steps=200, out="f", progress=False)
-    bf16 = pushforward.train(
-        "vae", data="digits", steps=200, out="b", progress=False, precision="bf16"
-    )
+def _record_step_precision(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, torch.dtype]]:
+    """Inside every VAE step: (autocast on?, the dtype a decoder layer computes in)."""
+    from pushforward.models.vae import VAE
+
+    seen: list[tuple[bool, torch.dtype]] = []
+    loss = VAE.loss
+
+    def recording(self: VAE, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+        probe = self.decoder(torch.zeros(1, self.config.latent_dim))
+        seen.append((torch.is_autocast_enabled("cpu"), probe.dtype))
+        return loss(self, x, phase)
+
+    monkeypatch.setattr(VAE, "loss", recording)
+    return seen
+
+
+def test_bf16_trains_and_stays_finite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        seen = _record_step_precision(patch)
+        fp32 = pushforward.train("vae", data="digits", steps=200, out="f", progress=False)
+        assert set(seen) == {(False, torch.float32)} and len(seen) == 200
+        seen.clear()
+        bf16 = pushforward.train(
+            "vae", data="digits", steps=200, out="b", progress=False, precision="bf16"
+        )
+        assert set(seen) == {(True, torch.bfloat16)} and len(seen) == 200  # bf16 really ran
     e32, e16 = fp32.evaluate(["elbo"])["elbo"], bf16.evaluate(["elbo"])["elbo"]
     assert e16 > -40 and abs(e32 - e16) < 3.0, (e32, e16)
 
@@ -94,9 +115,14 @@ def test_bf16_trains_and_stays_finite(tmp_path: Path) -> None:
 def test_compile_trains_as_well_as_eager(tmp_path: Path) -> None:
     # inductor draws its own random numbers, so the runs are not bit-equal: compare the result
     # (measured: eager -25.63, compiled -25.49, untrained -42.40 nats)
+    from torch._dynamo.utils import counters
+
     opts = {"data": "digits", "steps": 200, "progress": False}
     eager = pushforward.train("vae", out="e", **opts)
+    torch._dynamo.reset()
+    counters.clear()
     compiled = pushforward.train("vae", out="c", compile=True, **opts)
+    assert counters["stats"]["unique_graphs"] >= 1  # a graph was really captured and compiled
     untrained = pushforward.train("vae", out="u", **{**opts, "steps": 1})
     e, c, u = (r.evaluate(["elbo"], write=False)["elbo"] for r in (eager, compiled, untrained))
     assert c > u + 10 and abs(e - c) < 1.5, (e, c, u)
@@ -254,15 +280,15 @@ def test_cosine_schedule_sets_each_steps_rate(tmp_path: Path, cli) -> None:
 def test_validation_scores_the_bound_the_model_trains_on() -> None:
     """Under --iw-samples K the held-out score is IWAE-K, not the ELBO: IWAE training trades ELBO
     for likelihood, so choosing its weights by the ELBO would pick against its objective."""
+    from pushforward.loop import validate
     from pushforward.metrics import likelihood
     from pushforward.models.vae import VAE, VAEConfig
-    from pushforward.train import _validate
 
     torch.manual_seed(0)
     val = torch.bernoulli(torch.rand(50, 1, 8, 8))
     iw = VAE(VAEConfig(likelihood="bernoulli", hidden=16, iw_samples=6), (1, 8, 8))
-    score = _validate(iw, val)
+    score = validate(iw, val)
     assert score == pytest.approx(-likelihood.iwae(iw, val, k=6, seed=0)["nll_nats"], rel=1e-6)
     assert score > likelihood.elbo(iw, val, seed=0)["elbo"] + 0.1
     plain = VAE(VAEConfig(likelihood="bernoulli", hidden=16), (1, 8, 8))
-    assert _validate(plain, val) == pytest.approx(likelihood.elbo(plain, val, seed=0)["elbo"])
+    assert validate(plain, val) == pytest.approx(likelihood.elbo(plain, val, seed=0)["elbo"])

@@ -1,13 +1,12 @@
 """pushforward: a simple Gaussian base distribution pushed through a network approximates complex
 data (VAEs, GANs), with the explicit Gaussian mixture as the baseline. Follows arXiv 2503.01898."""
 
-__version__ = "0.1.0"
-
 from .data import Dataset, list_datasets, load_dataset
 from .errors import PushforwardError
 from .models import GMM, MODELS, GMMConfig
-from .runs import Run
+from .run import Run
 from .train import train
+from .version import __version__
 
 
 def load(path: str, device: str = "auto") -> Run:

@@ -1,4 +1,5 @@
-"""Run-folder files: tensors in safetensors, everything else in JSON, always written atomically.
+"""Run-folder files: tensors in safetensors, everything else in JSON, always written atomically;
+and the training checkpoint (weights, optimizer state, every RNG) that makes resume exact.
 
 A crash or a kill mid-write must never leave a half-written file where a good one stood, so every
 write goes to a temporary file in the same folder, is flushed to disk, then renamed over the target.
@@ -10,16 +11,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import PushforwardError
+from .version import __version__
+
+CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
+LAST, LAST_JSON = "last.safetensors", "last.json"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -134,3 +141,119 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def safe_name(text: str, keep: str = "", fill: str = "_") -> str:
+    """``text`` as a file name: letters, digits and the characters in ``keep`` stay, every
+    other character becomes ``fill``."""
+    return "".join(c if c.isalnum() or c in keep else fill for c in text)
+
+
+def check_format(path: Path, meta: Any, expected: int, fix: str) -> None:
+    """Refuse a file written in another format than this version reads, naming both."""
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != expected:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise PushforwardError(
+            f"{path}: checkpoint format {found!r} (pushforward {version or 'unknown'}), but "
+            f"pushforward {__version__} reads format {expected}; {fix}"
+        )
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every random-number state a step may touch: torch (CPU and CUDA), numpy and Python."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "numpy": [kind, int(pos), int(has_gauss), float(gauss)],
+        "python": [py_version, list(py_state), py_gauss],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, pos, has_gauss, gauss))
+    py_version, py_state, py_gauss = meta["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+
+
+def save_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    opts: dict[str, torch.optim.Optimizer],
+    meta: dict[str, Any],
+) -> None:
+    """folder/last.*: every tensor (weights, optimizer moments, RNG) in safetensors, with the
+    rest (``meta``: step, batches consumed, ...; optimizer hyper-parameters, numpy and Python
+    RNG) as JSON in the same file's header, so one atomic write holds a consistent checkpoint;
+    last.json repeats that JSON for people to read. Nothing is pickled."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    rng_tensors, rng_meta = _rng_state()
+    tensors.update(rng_tensors)
+    groups = {}
+    for phase, opt in opts.items():
+        sd = opt.state_dict()
+        groups[phase] = sd["param_groups"]
+        for pid, state in sd["state"].items():
+            for k, v in state.items():
+                tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    full = {
+        **meta,
+        "optimizer_param_groups": groups,
+        "rng": rng_meta,
+        "version": __version__,
+        "format": CHECKPOINT_FORMAT,
+    }
+    save_tensors(folder / LAST, tensors, {"checkpoint": to_json(full)})
+    atomic_write_json(folder / LAST_JSON, {**full, "rng": "in last.safetensors"})
+
+
+def load_checkpoint(
+    folder: Path, model: torch.nn.Module, opts: dict[str, torch.optim.Optimizer]
+) -> dict[str, Any]:
+    """Put a run back in the state of its checkpoint folder/last.*: weights, optimizer state,
+    RNG; returns the checkpoint's JSON (step, batches consumed, ...)."""
+    path = folder / LAST
+    tensors, header = load_tensors_and_metadata(path)
+    try:
+        meta = json.loads(header["checkpoint"])
+    except (KeyError, json.JSONDecodeError):
+        meta = {}
+    check_format(
+        path,
+        meta,
+        CHECKPOINT_FORMAT,
+        "resume with the version that wrote it or start a new run",
+    )
+    try:
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(weights)
+        for phase, opt in opts.items():
+            prefix = f"opt.{phase}."
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith(prefix):
+                    pid, name = k[len(prefix) :].split(".", 1)
+                    state.setdefault(int(pid), {})[name] = v
+            opt.load_state_dict(
+                {"state": state, "param_groups": meta["optimizer_param_groups"][phase]}
+            )
+        _set_rng_state(tensors, meta["rng"])
+    except (KeyError, ValueError, RuntimeError, TypeError, json.JSONDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PushforwardError(
+            f"{path}: not a checkpoint of this run's model and options ({first}); "
+            "start a new run without --resume"
+        ) from None
+    return meta  # type: ignore[no-any-return]

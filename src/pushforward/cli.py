@@ -15,11 +15,12 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from . import __version__, dist
-from .checkpoint import atomic_write_bytes
+from . import dist
+from .checkpoint import atomic_write_bytes, safe_name
 from .config import TrainConfig, add_flags, resolve
 from .errors import Interrupted, PushforwardError
 from .models import MODELS
+from .version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,16 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"pushforward {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
     demo = sub.add_parser("demo", help="fit the models on embedded data and write a report")
     demo.add_argument("--out", default="pushforward-demo", help="report folder")
-
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     listing = data_sub.add_parser("list", help="data sets, sizes, and where each was found")
     listing.add_argument("--data-dir", default=None, help="folder searched first")
+    _train_parser(sub.add_parser("train", help="train a model and write a run folder"))
+    _sample_parser(sub.add_parser("sample", help="draw samples from a trained run"))
+    _bench_parser(
+        sub.add_parser("bench", help="train models for the same time budget and compare them")
+    )
+    _experiment_parser(
+        sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
+    )
+    _eval_parser(sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json"))
+    return p
 
-    train = sub.add_parser("train", help="train a model and write a run folder")
+
+def _train_parser(train: argparse.ArgumentParser) -> None:
+    """One sub-command per model, with the shared options and the model's own."""
     models = train.add_subparsers(
         dest="model", required=True, parser_class=_Parser, metavar="MODEL"
     )
@@ -59,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(m, TrainConfig)
         add_flags(m, cls.Config)
 
-    sample = sub.add_parser("sample", help="draw samples from a trained run")
+
+def _sample_parser(sample: argparse.ArgumentParser) -> None:
     sample.add_argument("run")
     sample.add_argument("-n", type=int, default=64, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
@@ -74,32 +86,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="vae: decoded lines in z between n pairs of examples",
     )
     sample.add_argument("--steps", type=int, default=8, help="points along each --interpolate line")
-    sample.add_argument(
-        "--sampler",
-        default="prior",
-        choices=("prior", "gmm"),
-        help="vae: z from the prior or from an ex-post GMM of the codes",
-    )
+    _sampler_flag(sample, "vae: z from the prior or from an ex-post GMM of the codes")
     sample.add_argument("--components", type=int, default=10, help="components of the ex-post GMM")
 
-    bench = sub.add_parser("bench", help="train models for the same time budget and compare them")
+
+def _sampler_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--sampler", default="prior", choices=("prior", "gmm"), help=help)
+
+
+def _eval_options(parser: argparse.ArgumentParser) -> None:
+    """The options eval and bench share: seed, the IWAE sample count, held-out examples."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound"
+    )
+    parser.add_argument(
+        "--n-real", type=int, default=None, help="use only the first N held-out examples"
+    )
+
+
+def _bench_parser(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--data", required=True, help="data set name, as for train")
     bench.add_argument("--models", default="gmm,vae,gan", help="comma-separated models")
     bench.add_argument("--budget-minutes", type=float, default=2.0, help="training time per model")
     bench.add_argument("--out", default=None, help="report folder (default bench-DATA)")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument(
-        "-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound"
-    )
-    bench.add_argument(
-        "--n-real", type=int, default=None, help="use only the first N held-out examples"
-    )
+    _eval_options(bench)
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--data-dir", default=None)
 
+
+def _experiment_parser(exp: argparse.ArgumentParser) -> None:
     from .experiments import EXPERIMENTS
 
-    exp = sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
     exp.add_argument("name", choices=sorted(EXPERIMENTS))
     exp.add_argument(
         "--out", default=None, help="results folder (default experiments/NAME, or NAME-xSCALE)"
@@ -126,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this configuration, prior, model or data set (repeatable)",
     )
 
-    ev = sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json")
+
+def _eval_parser(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("run")
     ev.add_argument(
         "--metrics", default=None, help="comma-separated names (default: all that apply)"
@@ -134,18 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "test"))
     ev.add_argument("--data", default=None, help="evaluate on other data, e.g. npy:held_out.npy")
     ev.add_argument("--n-fake", type=int, default=10_000, help="model samples for sample metrics")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound")
-    ev.add_argument(
-        "--sampler",
-        default="prior",
-        choices=("prior", "gmm"),
-        help="vae: where sample metrics draw z from",
-    )
-    ev.add_argument(
-        "--n-real", type=int, default=None, help="use only the first N held-out examples"
-    )
-    return p
+    _eval_options(ev)
+    _sampler_flag(ev, "vae: where sample metrics draw z from")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -161,7 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_sample(args: argparse.Namespace) -> None:
     from . import plots
-    from .runs import Run
+    from .run import Run
 
     if args.n < 1 or args.steps < 2:
         raise PushforwardError("-n must be at least 1 and --steps at least 2")
@@ -197,7 +206,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from .runs import EVAL, Run
+    from .run import Run
+    from .runs import EVAL
 
     run = Run.load(args.run)
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -240,9 +250,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         raise PushforwardError(f"--models {args.models!r}: choose from {', '.join(MODELS)}")
     if args.budget_minutes <= 0:
         raise PushforwardError(f"--budget-minutes {args.budget_minutes}: must be positive")
-    out = Path(
-        args.out or f"bench-{''.join(c if c.isalnum() or c in '-_' else '_' for c in args.data)}"
-    )
+    out = Path(args.out or f"bench-{safe_name(args.data, keep='-_')}")
     path = run_bench(
         out,
         args.data,

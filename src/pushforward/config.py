@@ -27,9 +27,43 @@ T = TypeVar("T")
 _KIND = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field that also knows its flag's help text and allowed values."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """A dataclass field that also knows its flag's help text and allowed values: ``choices``
+    for a string, bounds (``at_least``, ``above``, ``below``) for a number."""
+    bounds = {"at_least": at_least, "above": above, "below": below}
+    return field(default=default, metadata={"help": help, "choices": choices, **bounds})
+
+
+def out_of_bounds(f: dataclasses.Field[Any], value: Any) -> str | None:
+    """Why a number breaks its field's declared bounds ("must be at least 1"), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    m = f.metadata
+    lo, above, below = m.get("at_least"), m.get("above"), m.get("below")
+    if lo is not None and not value >= lo:
+        return f"must be at least {lo:g}"
+    if above is not None and not value > above:
+        return f"must be above {above:g}"
+    if below is not None and not value < below:
+        return f"must be below {below:g}"
+    return None
+
+
+def check_bounds(cfg: Any) -> None:
+    """Refuse a config (built in Python, say) whose numbers break their declared bounds."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        why = out_of_bounds(f, value)
+        if why:
+            raise PushforwardError(f"{_flag(f.name)} {value}: {why}")
 
 
 @dataclass(frozen=True)
@@ -45,10 +79,10 @@ class TrainConfig:
         "is bernoulli, else none)",
         ("auto", "none", "dynamic", "static"),
     )
-    epochs: int | None = option(None, "passes over the training data")
-    steps: int | None = option(None, "optimisation steps (EM iterations for gmm)")
-    minutes: float | None = option(None, "stop after this much wall-clock training time")
-    batch_size: int = option(128, "examples per step")
+    epochs: int | None = option(None, "passes over the training data", at_least=1)
+    steps: int | None = option(None, "optimisation steps (EM iterations for gmm)", at_least=1)
+    minutes: float | None = option(None, "stop after this much wall-clock training time", above=0)
+    batch_size: int = option(128, "examples per step", at_least=1)
     seed: int = option(0, "seed for weights, data order and sampling")
     device: str = option("auto", "where to train", ("auto", "cpu", "cuda"))
     precision: str = option(
@@ -57,8 +91,8 @@ class TrainConfig:
     compile: bool = option(
         False, "torch.compile each phase's loss (off: no faster on CPU, docs/benchmarks.md)"
     )
-    log_every: int = option(50, "steps between metrics.jsonl rows")
-    checkpoint_every: int = option(1000, "steps between checkpoints/last.*")
+    log_every: int = option(50, "steps between metrics.jsonl rows", at_least=1)
+    checkpoint_every: int = option(1000, "steps between checkpoints/last.*", at_least=1)
     lr_schedule: str = option(
         "constant",
         "learning rate over the run: constant, or cosine (from the model's --lr down to 0 at "
@@ -69,9 +103,12 @@ class TrainConfig:
         0,
         "hold out this many training examples; at every checkpoint score them (vae: the ELBO) "
         "and keep the best weights as the run's model (0 = off)",
+        at_least=0,
     )
     patience: int | None = option(
-        None, "with --validation: stop after this many checkpoints without a better score"
+        None,
+        "with --validation: stop after this many checkpoints without a better score",
+        at_least=1,
     )
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
     nan_policy: str = option(
@@ -132,6 +169,9 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise PushforwardError(f"{source}: {name}={value!r} is not one of {', '.join(choices)}")
+    why = out_of_bounds(f, value)
+    if why:
+        raise PushforwardError(f"{source}: {name}={value!r} {why}")
     return value
 
 

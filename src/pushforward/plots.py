@@ -173,3 +173,111 @@ def samples_figure(
 
 def write(path: str | Path, png: bytes) -> None:
     atomic_write_bytes(path, png)
+
+
+# ------------------------------------------------------------------ the experiments' figures
+
+
+def against_k(
+    ks: Sequence[int], nll: Mapping[str, Sequence[float]], kl: Mapping[str, Sequence[float]]
+) -> bytes:
+    """Held-out NLL and KL(true || model) against the number of components, one line per set
+    (KL only for sets with a known density), both on log-2 K axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, values in nll.items():
+        axes[0].plot(ks, values, marker="o", label=name)
+    for name, values in kl.items():
+        axes[1].plot(ks, [max(v, 1e-4) for v in values], marker="o", label=name)
+    for ax, title in zip(axes, ("held-out NLL (nats)", "KL(true || GMM) (nats)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("components K")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_yscale("log")
+    return fig_bytes(fig)
+
+
+def density_table(
+    rows: Mapping[str, tuple[torch.Tensor, Sequence[LogDensity]]], titles: Sequence[str]
+) -> bytes:
+    """One row per data set: a histogram of its points [N, 2], then one fitted density per
+    column (titled by ``titles``)."""
+    cols = len(titles) + 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.8 * cols, 1.8 * len(rows)), squeeze=False)
+    for i, (name, (ref, densities)) in enumerate(rows.items()):
+        x0, x1, y0, y1 = data_limits(ref)
+        axes[i, 0].hist2d(
+            ref[:, 0].numpy(), ref[:, 1].numpy(), bins=120, range=[[x0, x1], [y0, y1]], cmap="magma"
+        )
+        axes[i, 0].set_ylabel(name, fontsize=8)
+        for j, log_prob in enumerate(densities):
+            draw_density(axes[i, j + 1], log_prob, (x0, x1, y0, y1), "magma")
+            if i == 0:
+                axes[i, j + 1].set_title(titles[j], fontsize=8)
+        if i == 0:
+            axes[i, 0].set_title("data", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig_bytes(fig)
+
+
+def scatter_table(
+    refs: Mapping[str, torch.Tensor], columns: Sequence[str], samples: Mapping[str, torch.Tensor]
+) -> bytes:
+    """Rows of data sets (their points [N, 2] in grey), columns of models: the model's samples
+    ``samples[f"{row}/{column}"]`` in red over its row's data."""
+    fig, axes = plt.subplots(
+        len(refs), len(columns), figsize=(2.6 * len(columns), 2.7 * len(refs)), squeeze=False
+    )
+    for i, (row, ref) in enumerate(refs.items()):
+        x0, x1, y0, y1 = data_limits(ref)
+        for j, column in enumerate(columns):
+            ax, x = axes[i, j], samples[f"{row}/{column}"]
+            ax.scatter(ref[:3000, 0], ref[:3000, 1], s=1, c="0.7", linewidths=0)
+            ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red", alpha=0.5, linewidths=0)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(column, fontsize=8)
+    return fig_bytes(fig)
+
+
+def image_panels(panels: Mapping[str, torch.Tensor], cols: int = 4) -> bytes:
+    """Several models' samples [N, C, H, W] side by side, 36 each, titled by model."""
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, x) in zip(axes.flat, panels.items(), strict=False):
+        ax.imshow(image_grid(x[:36], nrow=6), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+    return fig_bytes(fig)
+
+
+def latents_over_priors(
+    panels: Mapping[str, tuple[torch.Tensor, torch.Tensor | None, LogDensity]],
+) -> bytes:
+    """2-d codes [N, 2] (coloured by label) over their prior's log density, one panel per
+    title: where the prior has mass and no codes are, its samples decode to something between
+    the classes. Log-density bands down to e^-8 of the peak keep a peaked prior visible."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    for ax, (title, (z, labels, log_prob)) in zip(axes[0], panels.items(), strict=True):
+        lim = max(float(z.abs().quantile(0.995)) * 1.15, 3.0)
+        g = torch.linspace(-lim, lim, 200)
+        zz = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            logp = log_prob(zz).reshape(200, 200)
+        top = float(logp.max())
+        ax.contourf(
+            g, g, logp.clamp_min(top - 8), levels=torch.linspace(top - 8, top, 9), cmap="Greys"
+        )
+        c = None if labels is None else labels.numpy()
+        ax.scatter(z[:, 0], z[:, 1], c=c, cmap="tab10", s=2, alpha=0.6, linewidths=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_title(title, fontsize=9)
+    return fig_bytes(fig)

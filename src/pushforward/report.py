@@ -10,32 +10,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from . import __version__, plots
+from . import plots
 from .checkpoint import atomic_write_bytes, atomic_write_json
-from .data import Dataset
-from .runs import Run
-from .train import train
+from .data import Dataset, load_dataset
+from .experiments.base import Settings
+from .experiments.runner import Job, run_jobs
+from .models import MODELS, Encoder, ExactDensity
+from .models.gan import MLP_GAN
+from .run import Run
+from .version import __version__
 
 # (data, model, options): what the demo fits. Budgets are sized for 2 CPU cores (< 3 minutes).
-_GAN = {"hidden": 256, "depth": 2, "lr": 5e-4, "beta1": 0.0, "beta2": 0.9}
 DEMO_PLAN: list[tuple[str, str, dict[str, Any]]] = [
     ("ring8", "gmm", {"components": 8}),
     ("ring8", "vae", {"latent_dim": 2, "hidden": 128, "batch_size": 256, "steps": 3000}),
-    ("ring8", "gan", {**_GAN, "steps": 4000}),
+    ("ring8", "gan", {**MLP_GAN, "steps": 4000}),
     ("digits", "gmm", {"components": 10, "reg_covar": 1e-2}),
     ("digits", "vae", {"latent_dim": 8, "hidden": 256, "epochs": 150}),
-    ("digits", "gan", {**_GAN, "steps": 3000}),
+    ("digits", "gan", {**MLP_GAN, "steps": 3000}),
 ]
 
 DEMO_IWAE_K = 250  # importance samples of the VAE's bound in the demo (eval's default: 1000)
-
-EXPLAIN = {
-    "gmm": "explicit density: a weighted sum of Gaussians, fitted by EM",
-    "vae": "implicit: z ~ N(0, I) through a decoder, trained on the ELBO",
-    "gan": "implicit: z ~ N(0, I) through a generator, trained against a discriminator",
-}
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -92,15 +88,15 @@ def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]
         figs.append(
             _img(
                 plots.samples_figure(x, ref, f"{name} samples", ds.log_prob),
-                f"{name}: samples — {EXPLAIN[name]}",
+                f"{name}: samples — {MODELS[name].explain}",
             )
         )
-        if points and hasattr(run.model, "log_prob"):
-            lp = lambda z, r=run: r.model.log_prob(z.to(r.device))  # noqa: E731
+        if points and isinstance(run.model, ExactDensity):
+            lp = lambda z, m=run.model: m.log_prob(z.to(m.device))  # noqa: E731
             figs.append(
                 _img(plots.density_bytes(lp, ref, f"{name} density"), f"{name}: its density")
             )
-        if hasattr(run.model, "reconstruct"):
+        if isinstance(run.model, Encoder):
             z, labels = run.latents()
             figs.append(
                 _img(
@@ -153,23 +149,22 @@ prior samples landing where the aggregate posterior is thinner than at 99% of it
 
 
 def _fit_all(
-    out: Path, plan: list[tuple[str, str, dict[str, Any]]], eval_options: dict[str, Any]
+    out: Path,
+    plan: list[tuple[str, str, dict[str, Any]]],
+    eval_options: dict[str, Any],
+    settings: Settings,
 ) -> tuple[dict[str, dict[str, Run]], dict[str, dict[str, Any]]]:
-    """Train and evaluate every (data, model, options) of the plan into out/runs/."""
+    """Train and evaluate every (data, model, options) of the plan into out/runs/, afresh."""
+    jobs = [
+        Job(model, str(out / "runs" / f"{model}-{data}"), {**o, "data": data}, "all", eval_options)
+        for data, model, o in plan
+    ]
+    scores = run_jobs(jobs, settings, "models", reuse=False)
     summary: dict[str, dict[str, Any]] = {}
     runs: dict[str, dict[str, Run]] = {}
-    for data, model, options in tqdm(plan, desc="models", unit="model"):
-        t0 = time.perf_counter()
-        run = train(
-            model, data=data, out=out / "runs" / f"{model}-{data}", overwrite=True, **options
-        )
-        train_seconds = time.perf_counter() - t0
-        res = run.evaluate(**eval_options)
-        res["train_seconds"] = round(train_seconds, 2)
-        counted = getattr(run.model, "n_parameters", None)
-        res["parameters"] = counted() if counted else sum(p.numel() for p in run.model.parameters())
+    for (data, model, _), job, res in zip(plan, jobs, scores, strict=True):
         summary.setdefault(data, {})[model] = res
-        runs.setdefault(data, {})[model] = run
+        runs.setdefault(data, {})[model] = Run.load(job.folder, settings.device)
     return runs, summary
 
 
@@ -202,22 +197,10 @@ def _write(
 def run_demo(out: Path, plan: list[tuple[str, str, dict[str, Any]]] | None = None) -> Path:
     """Fit, evaluate and report every (data, model) of the plan into ``out``; returns report.html."""
     start = time.perf_counter()
-    plan = [(d, m, {"device": "cpu", **o}) for d, m, o in (plan or DEMO_PLAN)]
-    runs, summary = _fit_all(out, plan, {"k": DEMO_IWAE_K})
+    runs, summary = _fit_all(out, plan or DEMO_PLAN, {"k": DEMO_IWAE_K}, Settings(device="cpu"))
     return _write(
         out, "pushforward demo", runs, summary, "summary.json", time.perf_counter() - start
     )
-
-
-# Per kind of data, the options bench gives each model (a budget is added on top).
-BENCH_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("points", "gmm"): {"components": 10, "steps": 1000},
-    ("points", "vae"): {"latent_dim": 2, "hidden": 128, "batch_size": 256},
-    ("points", "gan"): _GAN,
-    ("images", "gmm"): {"components": 10, "reg_covar": 1e-2, "steps": 1000},
-    ("images", "vae"): {"latent_dim": 16, "hidden": 512},
-    ("images", "gan"): {"arch": "conv", "hidden": 64},
-}
 
 
 def run_bench(
@@ -234,22 +217,12 @@ def run_bench(
 ) -> Path:
     """Train each model for the same wall-clock budget on ``data``, evaluate all that applies,
     and write report.html and report.json."""
-    from .data import TOY_MODES, load_dataset
-
     start = time.perf_counter()
-    kind = load_dataset(data, data_dir).kind
-    plan = []
-    for m in models:
-        options = {
-            **BENCH_OPTIONS[(kind, m)],
-            "minutes": minutes,
-            "seed": seed,
-            "device": device,
-            "data_dir": data_dir,
-        }
-        if m == "gmm" and data in TOY_MODES:
-            options["components"] = len(TOY_MODES[data])
-        plan.append((data, m, options))
-    runs, summary = _fit_all(out, plan, {"seed": seed, "k": k, "n_real": n_real})
+    ds = load_dataset(data, data_dir)
+    plan = [
+        (data, m, {**MODELS[m].bench_options(ds), "minutes": minutes, "seed": seed}) for m in models
+    ]
+    settings = Settings(device=device, data_dir=data_dir)
+    runs, summary = _fit_all(out, plan, {"seed": seed, "k": k, "n_real": n_real}, settings)
     title = f"pushforward bench: {data}, {minutes:g} minute(s) per model"
     return _write(out, title, runs, summary, "report.json", time.perf_counter() - start)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
+from pushforward.loop import train_only
 from pushforward.models.gan import GAN, GAN_LOSSES, GANConfig
-from pushforward.train import _train_only
 
 
 def test_losses_are_the_papers_formulas() -> None:
@@ -37,7 +39,7 @@ def test_a_phase_updates_only_its_network(phase: str) -> None:
     gan = GAN(GANConfig(hidden=16, depth=1), (2,))
     opts = gan.optimizers()
     before = {k: v.clone() for k, v in gan.state_dict().items()}
-    _train_only(gan, phase)
+    train_only(gan, phase)
     out = gan.loss(torch.randn(32, 2), phase)
     opts[phase].zero_grad()
     out["loss"].backward()
@@ -73,7 +75,7 @@ def test_conv_gan_shapes_and_range(shape: tuple[int, ...]) -> None:
 def test_trained_gan_covers_ring8(tmp_path) -> None:
     """On ring8 the trained generator puts most samples near a mode and reaches most modes; an
     untrained one does neither. The radius is 10 standard deviations (0.1), not the published 3:
-    3-sd quality needs budgets far beyond a unit test (ANCHORS.md: a plain GAN is at 15% after
+    3-sd quality needs budgets far beyond a unit test (measured here: a plain GAN is at 15% after
     20k steps); the published numbers are measured in docs/benchmarks.md instead."""
     import pushforward
     from pushforward.data import TOY_MODES
@@ -183,24 +185,74 @@ def test_generator_ema_tracks_the_generator() -> None:
     )
 
 
+def _linear_sigmas(net: torch.nn.Module) -> list[float]:
+    with torch.no_grad():
+        layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        return [float(torch.linalg.matrix_norm(m.weight, ord=2)) for m in layers]
+
+
+def _packs_pairs(gan: GAN, rows: list[dict]) -> None:
+    first = next(m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear))
+    assert first.in_features == 2 * 2  # two 2-d points per judgement
+    assert len(gan.discriminate(torch.randn(10, 2))) == 5
+
+
+def _normalises_d(gan: GAN, rows: list[dict]) -> None:
+    gan.eval()  # the trained weights, divided by their power-iterated top singular value
+    assert all(s < 1.1 for s in _linear_sigmas(gan.discriminator))
+    plain = GAN(GANConfig(hidden=32, depth=2), (2,))
+    assert max(_linear_sigmas(plain.discriminator)) > 1.1  # without it, the bound can fail
+
+
+def _penalises_gradients(key: str) -> Callable[[GAN, list[dict]], None]:
+    def check(gan: GAN, rows: list[dict]) -> None:
+        assert all(r[f"D_{key}"] > 1e-4 for r in rows), [r[f"D_{key}"] for r in rows]
+
+    return check
+
+
+def _penalty_and_average(gan: GAN, rows: list[dict]) -> None:
+    _penalises_gradients("r1")(gan, rows)
+    assert gan.generator_ema is not None
+    moved = [
+        not torch.equal(e, p)
+        for e, p in zip(gan.generator_ema.parameters(), gan.generator.parameters(), strict=True)
+    ]
+    assert all(moved)  # the average lags the generator it follows
+
+
+def _draws_from_the_centres(gan: GAN, rows: list[dict]) -> None:
+    z = gan.noise(2000, torch.Generator().manual_seed(0))
+    nearest = torch.cdist(z, gan.noise_centres).min(1).values
+    d = z.shape[1]  # std 0.2 per coordinate: within 5 std of a centre, far from N(0, I)'s reach
+    assert float(nearest.max()) < 0.2 * (d**0.5 + 5) and gan.noise_centres.shape == (10, d)
+
+
 @pytest.mark.parametrize(
-    "flags",
+    ("flags", "acted"),
     [
-        {"pack": 2},
-        {"loss": "hinge", "spectral_norm": True},
-        {"loss": "wgan-gp", "d_steps": 2, "beta1": 0.0, "beta2": 0.9},
-        {"r1": 1.0, "ema": 0.99},
-        {"noise": "mixture", "noise_components": 10},
+        ({"pack": 2}, _packs_pairs),
+        ({"loss": "hinge", "spectral_norm": True}, _normalises_d),
+        (
+            {"loss": "wgan-gp", "d_steps": 2, "beta1": 0.0, "beta2": 0.9},
+            _penalises_gradients("gp"),
+        ),
+        ({"r1": 1.0, "ema": 0.99}, _penalty_and_average),
+        ({"noise": "mixture", "noise_components": 10}, _draws_from_the_centres),
     ],
+    ids=["pack", "hinge-sn", "wgan-gp", "r1-ema", "mixture"],
 )
-def test_every_remedy_trains_through_the_one_loop(flags: dict, tmp_path) -> None:
+def test_every_remedy_trains_through_the_one_loop_and_acts(
+    flags: dict, acted: Callable[[GAN, list[dict]], None], tmp_path
+) -> None:
     import pushforward
 
-    run = pushforward.train(
-        "gan", data="ring8", steps=30, out="r", progress=False, hidden=32, depth=2, **flags
-    )
+    opts = {"data": "ring8", "steps": 30, "hidden": 32, "depth": 2, "log_every": 10, **flags}
+    run = pushforward.train("gan", out="r", progress=False, **opts)
     rows = run.history()
     assert torch.isfinite(torch.tensor(rows[-1]["loss"])) and torch.isfinite(run.sample(100)).all()
+    assert isinstance(run.model, GAN)
+    acted(run.model, rows)
     again = pushforward.load(str(tmp_path / "r"))  # every remedy's state round-trips
     assert torch.equal(again.sample(20, seed=3), run.sample(20, seed=3))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -136,3 +137,16 @@ def test_full_covariance_samples_in_image_dimension() -> None:
     assert 0.4 < float(near_one.double().mean()) < 0.6
     assert float(x[near_one].std()) == pytest.approx(2.0, rel=0.02)
     assert float(x[~near_one].std()) == pytest.approx(1.0, rel=0.02)
+
+
+def test_minutes_stop_em_after_the_iteration_that_runs_out(tmp_path) -> None:
+    """--minutes ends EM after the first iteration past the budget, not after --steps; the
+    same fit without it runs until converged."""
+    import pushforward
+
+    opts = {"data": "grid25", "components": 25, "steps": 50, "progress": False}
+    cut = pushforward.train("gmm", out="m", minutes=1e-9, **opts)
+    whole = pushforward.train("gmm", out="w", **opts)
+    info = json.loads((tmp_path / "m" / "model.json").read_text())["info"]
+    assert [r["step"] for r in cut.history()] == [1] and info["iterations"] == 1
+    assert info["converged"] == 0.0 and len(whole.history()) > 1

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from ..errors import PushforwardError
 from . import idx, images
-from .dataset import Dataset, InMemoryLoader
+from .dataset import (
+    BINARIZE_MODES,
+    Dataset,
+    InMemoryLoader,
+    binarize,
+    binarize_held_out,
+    resolve_binarize,
+    validation_split,
+)
 from .download import cache_dir, not_found_fix
 from .toy2d import N_TEST, N_TRAIN, TOY_MODES, TOY_SETS, TOY_STD, toy_split
 
@@ -19,14 +27,19 @@ BUILTIN = (*TOY_SETS, *IMAGE_SETS)
 USER_PREFIXES = ("npy:", "idx:", "images:")
 
 __all__ = [
+    "BINARIZE_MODES",
     "BUILTIN",
     "TOY_MODES",
     "TOY_SETS",
     "TOY_STD",
     "Dataset",
     "InMemoryLoader",
+    "binarize",
+    "binarize_held_out",
     "list_datasets",
     "load_dataset",
+    "resolve_binarize",
+    "validation_split",
 ]
 
 

@@ -53,13 +53,67 @@ class Dataset:
         if self.kind != "images":
             raise PushforwardError(f"--binarize applies to images; {self.name!r} is 2-D points")
         g = torch.Generator().manual_seed(seed)
-        train = torch.bernoulli(self.train.cpu(), generator=g).to(self.train)
-        test = (
-            None
-            if self.test is None
-            else torch.bernoulli(self.test.cpu(), generator=g).to(self.test)
-        )
+        train = bernoulli(self.train, g)
+        test = None if self.test is None else bernoulli(self.test, g)
         return replace(self, train=train, test=test)
+
+
+BINARIZE_MODES = ("auto", "none", "dynamic", "static")
+
+
+def bernoulli(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each pixel of x [N, ...] drawn once from Bernoulli(intensity), on the host generator so
+    the draw is the same on every device."""
+    return torch.bernoulli(x.cpu(), generator=generator).to(x)
+
+
+def resolve_binarize(mode: str, bernoulli_likelihood: bool, kind: str) -> str:
+    """``auto`` becomes ``dynamic`` for a Bernoulli likelihood on images, else ``none``."""
+    if mode != "auto":
+        return mode
+    return "dynamic" if bernoulli_likelihood and kind == "images" else "none"
+
+
+def binarize(ds: Dataset, mode: str) -> Dataset:
+    """Apply ``--binarize``: static draws every pixel once; dynamic leaves the training images
+    to be redrawn per batch (by :class:`InMemoryLoader`) and binarizes the held-out split once,
+    with a fixed seed, so that evaluations are comparable."""
+    if mode in ("none", "auto"):
+        return ds
+    if ds.kind != "images":
+        raise PushforwardError(f"--binarize {mode} applies to images; {ds.name!r} is points")
+    if mode == "static":
+        return ds.binarized(seed=0)
+    test = ds.binarized(seed=1).test if ds.test is not None else None
+    return replace(ds, test=test)
+
+
+def binarize_held_out(x: torch.Tensor, mode: str, kind: str) -> torch.Tensor:
+    """Other held-out data (``eval --data``) as a binarizing run sees it: drawn once, seed 1."""
+    if mode in ("static", "dynamic") and kind == "images":
+        return bernoulli(x, torch.Generator().manual_seed(1))
+    return x
+
+
+def validation_split(
+    ds: Dataset, n: int, binarize_mode: str
+) -> tuple[Dataset, torch.Tensor | None]:
+    """``--validation N``: N training examples, chosen by a fixed shuffle (the same for every
+    seed), leave the training set; under dynamic binarization they are binarized once, like the
+    test split, so their score moves only with the weights. n = 0: no split."""
+    if n == 0:
+        return ds, None
+    if not 0 < n < len(ds.train):
+        raise PushforwardError(
+            f"--validation {n}: give between 1 and {len(ds.train) - 1} examples "
+            f"({ds.name} has {len(ds.train)} for training)"
+        )
+    held = torch.zeros(len(ds.train), dtype=torch.bool)
+    held[torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(0))[:n]] = True
+    val = ds.train[held]  # [n, *shape]
+    if binarize_mode == "dynamic":
+        val = bernoulli(val, torch.Generator().manual_seed(2))
+    return replace(ds, train=ds.train[~held]), val
 
 
 class InMemoryLoader:

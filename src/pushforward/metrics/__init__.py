@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from ..data import TOY_MODES, TOY_STD, Dataset
+from ..errors import PushforwardError
+from ..models.base import Encoder, ExactDensity, LikelihoodBound, Model
 from .features import image_metrics
 from .latent import latent_metrics
 from .likelihood import elbo, iwae, nll, true_nll
@@ -28,7 +30,7 @@ class EvalInput:
     """What every metric may look at. ``fake`` is drawn once and shared by all metrics;
     ``dataset`` is the evaluation data as loaded (images not binarized), for feature metrics."""
 
-    model: Any
+    model: Model
     real: torch.Tensor  # [N, *shape] held-out examples, as the model was trained on them
     fake: torch.Tensor  # [M, *shape] model samples
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None
@@ -44,15 +46,18 @@ class Metric:
     applies: Callable[[EvalInput], str | None]  # None if it applies, else the reason it does not
 
 
-def _has(*attrs: str) -> Callable[[EvalInput], str | None]:
+def _needs(capability: type, what: str) -> Callable[[EvalInput], str | None]:
+    """Applies when the model declares ``capability`` (models/base.py)."""
+
     def check(e: EvalInput) -> str | None:
-        return (
-            None
-            if any(hasattr(e.model, a) for a in attrs)
-            else f"the model has no {' or '.join(attrs)}"
-        )
+        return None if isinstance(e.model, capability) else f"the model has no {what}"
 
     return check
+
+
+def _nll_applies(e: EvalInput) -> str | None:
+    ok = isinstance(e.model, (ExactDensity, LikelihoodBound))
+    return None if ok else "the model has no density or likelihood bound"
 
 
 def _needs_truth(e: EvalInput) -> str | None:
@@ -87,9 +92,20 @@ def _needs_labelled_images(e: EvalInput) -> str | None:
 
 def _nll(e: EvalInput) -> dict[str, Any]:
     """Exact for models with a density (GMM), the IWAE-k bound for the VAE."""
-    if hasattr(e.model, "log_prob"):
+    if isinstance(e.model, ExactDensity):
         return nll(e.model, e.real)
+    assert isinstance(e.model, LikelihoodBound)
     return iwae(e.model, e.real, e.k, e.seed)
+
+
+def _elbo(e: EvalInput) -> dict[str, Any]:
+    assert isinstance(e.model, LikelihoodBound)
+    return elbo(e.model, e.real, e.seed)
+
+
+def _latent(e: EvalInput) -> dict[str, Any]:
+    assert isinstance(e.model, Encoder)
+    return latent_metrics(e.model, e.real, e.seed)
 
 
 def _two_sample(e: EvalInput) -> dict[str, Any]:
@@ -110,13 +126,29 @@ def _modes(e: EvalInput) -> dict[str, Any]:
 
 
 METRICS: dict[str, Metric] = {
-    "nll": Metric(_nll, _has("log_prob", "iwae_bound")),
-    "elbo": Metric(lambda e: elbo(e.model, e.real, e.seed), _has("elbo")),
+    "nll": Metric(_nll, _nll_applies),
+    "elbo": Metric(_elbo, _needs(LikelihoodBound, "elbo")),
     "true_nll": Metric(lambda e: true_nll(e.true_log_prob, e.fake, e.real), _needs_truth),  # type: ignore[arg-type]
     "modes": Metric(_modes, _needs_modes),
     "two_sample": Metric(_two_sample, _needs_points),
     "features": Metric(_features, _needs_labelled_images),
-    "latent": Metric(lambda e: latent_metrics(e.model, e.real, e.seed), _has("encode")),
+    "latent": Metric(_latent, _needs(Encoder, "encoder")),
 }
 
-__all__ = ["METRICS", "MODE_SAMPLES", "EvalInput", "Metric"]
+
+def evaluate(e: EvalInput, names: list[str] | None = None) -> dict[str, Any]:
+    """The named metrics (default: every one that applies) as one flat dict; a named metric
+    that is unknown or does not apply is a user error."""
+    names = names or [m for m in METRICS if METRICS[m].applies(e) is None]
+    out: dict[str, Any] = {}
+    for m in names:
+        if m not in METRICS:
+            raise PushforwardError(f"--metrics {m!r}: unknown; choose from {', '.join(METRICS)}")
+        why = METRICS[m].applies(e)
+        if why:
+            raise PushforwardError(f"--metrics {m}: does not apply here ({why})")
+        out.update(METRICS[m].compute(e))
+    return out
+
+
+__all__ = ["METRICS", "MODE_SAMPLES", "EvalInput", "Metric", "evaluate"]

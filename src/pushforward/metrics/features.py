@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_write_json, load_tensors, save_tensors
+from ..checkpoint import atomic_write_json, load_tensors, safe_name, save_tensors
 from ..data import Dataset
 from ..data.download import cache_dir
 from ..errors import PushforwardError
@@ -110,7 +110,7 @@ def classifier_for(ds: Dataset) -> tuple[FeatureNet, dict]:
             f"image metrics need labelled train and test images; {ds.name!r} has none"
         )
     folder = cache_dir() / "classifiers"
-    stem = folder / f"{''.join(c if c.isalnum() else '_' for c in ds.name)}-{_fingerprint(ds)}"
+    stem = folder / f"{safe_name(ds.name)}-{_fingerprint(ds)}"
     weights, meta = Path(f"{stem}.safetensors"), Path(f"{stem}.json")
     if weights.exists() and meta.exists():
         info = json.loads(meta.read_text())

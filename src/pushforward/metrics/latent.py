@@ -12,27 +12,26 @@ from typing import Any
 
 import torch
 
-from ..models.priors import StandardNormal
-
-
-def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z_i; mu_j, diag exp(logvar_j)) for every pair: z [M, d], mu [n, d] -> [M, n]."""
-    var = logvar.exp()
-    quad = ((z[:, None] - mu[None]).pow(2) / var[None]).sum(-1)
-    return -0.5 * (quad + logvar.sum(-1)[None] + mu.shape[1] * math.log(2 * math.pi))
+from ..models.base import Encoder
+from ..models.priors import (
+    StandardNormal,
+    kl_standard_normal,
+    log_normal_components,
+    log_normal_standardized,
+)
 
 
 def log_aggregate_posterior(
     z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 512
 ) -> torch.Tensor:
     """log q(z) under the mixture of the n posteriors: z [M, d] -> [M]."""
-    out = [torch.logsumexp(_log_normal(c, mu, logvar), 1) for c in z.split(chunk)]
+    out = [torch.logsumexp(log_normal_components(c, mu, logvar), 1) for c in z.split(chunk)]
     return torch.cat(out) - math.log(len(mu))
 
 
 @torch.no_grad()
 def latent_metrics(
-    model: Any, real: torch.Tensor, seed: int, n: int = 2000, prior_samples: int = 10_000
+    model: Encoder, real: torch.Tensor, seed: int, n: int = 2000, prior_samples: int = 10_000
 ) -> dict[str, Any]:
     """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction."""
     g = torch.Generator().manual_seed(seed)
@@ -44,7 +43,7 @@ def latent_metrics(
     std = (0.5 * logvar).exp()
     z = mu + std * torch.randn(mu.shape, generator=g, dtype=mu.dtype)  # one z ~ q(z|x) per x
     log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]
-    log_q_own = (-0.5 * (((z - mu) / std).pow(2) + logvar + math.log(2 * math.pi))).sum(-1)
+    log_q_own = log_normal_standardized((z - mu) / std, logvar)
     prior = model.prior
     params = list(prior.parameters())
     device = params[0].device if params else z.device  # a learned prior lives on the model's device
@@ -61,7 +60,5 @@ def latent_metrics(
         "latent_n": len(x),
     }
     if isinstance(prior, StandardNormal):
-        out["kl_per_dim"] = [
-            round(float(v), 6) for v in 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(0)
-        ]
+        out["kl_per_dim"] = [round(float(v), 6) for v in kl_standard_normal(mu, logvar).mean(0)]
     return out

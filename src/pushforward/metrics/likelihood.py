@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import torch
 
+from ..models.base import ExactDensity, LikelihoodBound
+
 
 @torch.no_grad()
-def nll(model: object, real: torch.Tensor) -> dict[str, float]:
+def nll(model: ExactDensity, real: torch.Tensor) -> dict[str, float]:
     """Average negative log-likelihood of held-out examples, nats per example (exact for a GMM)."""
-    logp = model.log_prob(real).double()  # type: ignore[attr-defined]  # [N]
+    logp = model.log_prob(real).double()  # [N]
     return {"nll_nats": float(-logp.mean())}
 
 
@@ -38,13 +40,15 @@ def true_nll(
 
 
 @torch.no_grad()
-def elbo(model: object, real: torch.Tensor, seed: int, chunk: int = 1000) -> dict[str, float]:
+def elbo(
+    model: LikelihoodBound, real: torch.Tensor, seed: int, chunk: int = 1000
+) -> dict[str, float]:
     """The test ELBO in nats per example (a lower bound on log p(x), so a negative number for
     discrete data), with its reconstruction and KL terms. One z per example, fp32, seeded."""
     g = torch.Generator().manual_seed(seed)
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
     for x in real.split(chunk):
-        t = model.elbo(x, generator=g)  # type: ignore[attr-defined]
+        t = model.elbo(x, generator=g)
         for k in sums:
             sums[k] += float(t[k].double().sum())
     n = len(real)
@@ -53,14 +57,14 @@ def elbo(model: object, real: torch.Tensor, seed: int, chunk: int = 1000) -> dic
 
 @torch.no_grad()
 def iwae(
-    model: object, real: torch.Tensor, k: int, seed: int, chunk: int = 100
+    model: LikelihoodBound, real: torch.Tensor, k: int, seed: int, chunk: int = 100
 ) -> dict[str, float]:
     """-IWAE-k, an upper bound on the NLL, in nats per example; for images also in bits per
     dimension (their binarized pixels make log p a log-probability). Accumulated in float64."""
     g = torch.Generator().manual_seed(seed)
     total = 0.0
     for x in real.split(chunk):
-        total += float(model.iwae_bound(x, k, generator=g).sum())  # type: ignore[attr-defined]
+        total += float(model.iwae_bound(x, k, generator=g).sum())
     nll_nats = -total / len(real)
     out = {"nll_nats": nll_nats, "iwae_k": k}
     if real.dim() == 4:  # bits per dimension: meaningful for discrete (binarized) pixels

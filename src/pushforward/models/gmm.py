@@ -10,23 +10,30 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import option
+from ..config import check_bounds, option
+from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
+from .base import ExactDensity, FitsByEM, Model
 
 
 @dataclass(frozen=True)
 class GMMConfig:
-    components: int = option(8, "mixture components K")
+    components: int = option(8, "mixture components K", at_least=1)
     covariance: str = option("full", "covariance per component", ("full", "diag"))
-    tol: float = option(1e-3, "EM stops when the mean log-likelihood changes less than this")
-    reg_covar: float = option(1e-6, "added to every covariance diagonal, so none is singular")
-    kmeans_iter: int = option(300, "Lloyd iterations after k-means++ seeding")
+    tol: float = option(
+        1e-3, "EM stops when the mean log-likelihood changes less than this", at_least=0
+    )
+    reg_covar: float = option(
+        1e-6, "added to every covariance diagonal, so none is singular", at_least=0
+    )
+    kmeans_iter: int = option(300, "Lloyd iterations after k-means++ seeding", at_least=0)
     dtype: str = option("float64", "EM arithmetic", ("float64", "float32"))
-    chunk_size: int = option(16384, "points per E-step chunk; bounds memory")
+    chunk_size: int = option(16384, "points per E-step chunk; bounds memory", at_least=1)
 
 
 DEFAULT_EM_STEPS = 100
@@ -88,23 +95,28 @@ def kmeans(x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int) -> to
     return _nearest(x, centres, chunk)
 
 
-class GMM(nn.Module):
+class GMM(Model, ExactDensity, FitsByEM):
     """Mixture of K Gaussians with full or diagonal covariances over flattened examples."""
 
     Config = GMMConfig
+    explain = "explicit density: a weighted sum of Gaussians, fitted by EM"
     weights: torch.Tensor  # [K]
     means: torch.Tensor  # [K, D]
     covariances: torch.Tensor  # [K, D, D] (full) or [K, D] (diag)
     _prec: torch.Tensor
     _log_det: torch.Tensor
-    phases: tuple[str, ...] = ()  # no gradient phases: fitted in closed form by EM
+
+    @classmethod
+    def bench_options(cls, data: Dataset) -> dict[str, Any]:
+        """One component per mode where the modes are known, 10 otherwise; EM to convergence."""
+        if data.kind == "images":
+            return {"components": 10, "reg_covar": 1e-2, "steps": 1000}
+        modes = TOY_MODES.get(data.name)
+        return {"components": 10 if modes is None else len(modes), "steps": 1000}
 
     def __init__(self, config: GMMConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
-        if config.components < 1:
-            raise PushforwardError(f"--components {config.components}: must be at least 1")
-        if config.reg_covar < 0:
-            raise PushforwardError(f"--reg-covar {config.reg_covar}: must be >= 0")
+        check_bounds(config)
         self.config, self.data_shape = config, tuple(data_shape)
         k, d = config.components, math.prod(data_shape)
         dt = _DTYPES[config.dtype]
@@ -198,9 +210,13 @@ class GMM(nn.Module):
         return x.float().reshape(n, *self.data_shape)
 
     def n_parameters(self) -> int:
+        """Free parameters: covariances, means and K - 1 weights (scikit-learn's count)."""
         k, d = self.means.shape
         cov = k * d * (d + 1) // 2 if self.config.covariance == "full" else k * d
         return cov + k * d + k - 1
+
+    def sampler_parameters(self) -> int:
+        return self.n_parameters()
 
     @torch.no_grad()
     def bic(self, x: torch.Tensor) -> float:

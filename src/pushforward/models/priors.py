@@ -47,12 +47,13 @@ class StandardNormal(Prior):
 
     def analytic_kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
         """KL(N(mu, diag exp(logvar)) || N(0, I)) per example and dimension: [B, d]."""
-        return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+        return kl_standard_normal(mu, logvar)
 
 
-def _log_diag_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def log_normal_components(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu_k, diag exp(logvar_k)) for each component: z [..., d], mu/logvar [K, d] ->
-    [..., K]."""
+    [..., K]. The one diagonal-Gaussian log-density of the package (priors, the aggregate
+    posterior of the latent metrics)."""
     flat = z.reshape(-1, z.shape[-1])  # [B, d]
     # sum_d (z - mu)^2 / var expanded into matrix products: a [B, K] result without the
     # [B, K, d] difference tensor, which for the VampPrior's 500 components under an IWAE-1000
@@ -61,6 +62,17 @@ def _log_diag_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) ->
     quad = flat.pow(2) @ prec.T - 2 * flat @ (mu * prec).T + (mu.pow(2) * prec).sum(-1)
     out = -0.5 * (quad.clamp_min(0) + logvar.sum(-1)[None] + z.shape[-1] * math.log(2 * math.pi))
     return out.view(*z.shape[:-1], len(mu))
+
+
+def log_normal_standardized(eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)) at z = mu + exp(logvar / 2) * eps, from eps itself:
+    eps [..., d], logvar broadcastable -> [...]. The encoder's log q(z|x)."""
+    return -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per example and dimension: [B, d]."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
 class MixturePrior(Prior):
@@ -80,7 +92,7 @@ class MixturePrior(Prior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         logvars = self.logvars.clamp(-10, 5)
         log_w = torch.log_softmax(self.logits, 0)
-        return torch.logsumexp(_log_diag_normal(z, self.means, logvars) + log_w, dim=-1)
+        return torch.logsumexp(log_normal_components(z, self.means, logvars) + log_w, dim=-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         with torch.no_grad():
@@ -124,7 +136,7 @@ class VampPrior(Prior):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         mu, logvar = self.components()
-        return torch.logsumexp(_log_diag_normal(z, mu, logvar), dim=-1) - math.log(len(mu))
+        return torch.logsumexp(log_normal_components(z, mu, logvar), dim=-1) - math.log(len(mu))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         with torch.no_grad():

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import option
+from ..config import check_bounds, option
+from ..data import Dataset
 from ..errors import PushforwardError
+from .base import Encoder, LikelihoodBound, Model
 from .nets import Standardize, adam, decoder, encoder
-from .priors import PRIOR_NAMES, Prior, make_prior
+from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    latent_dim: int = option(16, "size of z")
+    latent_dim: int = option(16, "size of z", at_least=1)
     arch: str = option("mlp", "network family", ("mlp", "conv"))
-    hidden: int = option(512, "MLP width, or the first conv layer's channels")
-    depth: int = option(2, "hidden layers of each MLP")
+    hidden: int = option(512, "MLP width, or the first conv layer's channels", at_least=1)
+    depth: int = option(2, "hidden layers of each MLP", at_least=0)
     likelihood: str = option(
         "auto",
         "p(x|z); auto: bernoulli for images, gaussian for points",
@@ -37,34 +40,40 @@ class VAEConfig:
         ("learned", "global", "fixed", "output"),
     )
     decoder_std: float = option(
-        0.1, "the std of a fixed gaussian p(x|z), and the start of a learned one"
+        0.1, "the std of a fixed gaussian p(x|z), and the start of a learned one", above=0
     )
     prior: str = option(
         "normal", "p(z): fixed N(0, I), a learned mixture, or the VampPrior", PRIOR_NAMES
     )
-    prior_components: int = option(50, "mixture components (mog) or pseudo-inputs (vamp)")
-    beta: float = option(1.0, "weight of the KL term (1 = the ELBO)")
-    kl_warmup: int = option(0, "steps over which the KL weight rises linearly from 0 to beta")
+    prior_components: int = option(
+        50, "mixture components (mog) or pseudo-inputs (vamp)", at_least=1
+    )
+    beta: float = option(1.0, "weight of the KL term (1 = the ELBO)", at_least=0)
+    kl_warmup: int = option(
+        0, "steps over which the KL weight rises linearly from 0 to beta", at_least=0
+    )
     free_bits: float = option(
-        0.0, "nats per latent dimension the KL is not pushed below (Kingma et al. 2016)"
+        0.0, "nats per latent dimension the KL is not pushed below (Kingma et al. 2016)", at_least=0
     )
     iw_samples: int = option(
         1,
         "train on the importance-weighted bound with this many z per example (IWAE, Burda et "
         "al. 2015); 1 = the ELBO",
+        at_least=1,
     )
-    lr: float = option(1e-3, "Adam learning rate")
+    lr: float = option(1e-3, "Adam learning rate", above=0)
 
 
-class VAE(nn.Module):
+class VAE(Model, LikelihoodBound, Encoder):
     """Gaussian encoder, decoder with a Bernoulli (logits) or Gaussian likelihood, prior p(z)."""
 
     Config = VAEConfig
-    phases: tuple[str, ...] = ("main",)
+    phases = ("main",)
+    explain = "implicit: z ~ N(0, I) through a decoder, trained on the ELBO"
     steps_done: torch.Tensor  # [] training steps taken, for the KL warm-up
 
-    @staticmethod
-    def resolve_config(cfg: VAEConfig, kind: str) -> VAEConfig:
+    @classmethod
+    def resolve_config(cls, cfg: VAEConfig, kind: str) -> VAEConfig:
         """Fill the data-dependent defaults: the likelihood follows the kind of data."""
         if cfg.likelihood == "auto":
             cfg = replace(cfg, likelihood="bernoulli" if kind == "images" else "gaussian")
@@ -76,11 +85,7 @@ class VAE(nn.Module):
         super().__init__()
         if config.likelihood == "auto":
             raise ValueError("resolve_config first")  # an internal misuse, not a user error
-        for name in ("latent_dim", "hidden"):
-            if getattr(config, name) < 1:
-                raise PushforwardError(
-                    f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1"
-                )
+        check_bounds(config)
         self.config, self.data_shape = config, tuple(data_shape)
         d = config.latent_dim
         arch = config.arch if len(data_shape) == 3 else "mlp"
@@ -89,12 +94,6 @@ class VAE(nn.Module):
         self.decoder = decoder(
             d, self.data_shape, arch, config.hidden, config.depth, 2 if per_example_var else 1
         )
-        if config.prior_components < 1:
-            raise PushforwardError(
-                f"--prior-components {config.prior_components}: must be at least 1"
-            )
-        if config.iw_samples < 1:
-            raise PushforwardError(f"--iw-samples {config.iw_samples}: must be at least 1")
         if config.iw_samples > 1 and config.free_bits > 0:
             raise PushforwardError(
                 "--free-bits has no meaning for the importance-weighted bound (its KL is not a "
@@ -104,7 +103,7 @@ class VAE(nn.Module):
             config.prior, d, config.prior_components, self.data_shape, self.encode
         )
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for KL warm-up
-        # points are standardized inside the model (fitted by the trainer); images stay in [0, 1]
+        # points are standardized inside the model (fitted by ``prepare``); images stay in [0, 1]
         self.standardize = Standardize(self.data_shape)
         log_std = math.log(config.decoder_std)
         n_var = {"learned": math.prod(data_shape), "global": 1}.get(config.decoder_var, 0)
@@ -114,11 +113,31 @@ class VAE(nn.Module):
             else None
         )
 
-    def phase_modules(self, phase: str) -> list[nn.Module]:
-        return [self]
+    @classmethod
+    def bernoulli_pixels(cls, cfg: VAEConfig) -> bool:
+        return cfg.likelihood == "bernoulli"
+
+    @classmethod
+    def bench_options(cls, data: Dataset) -> dict[str, Any]:
+        if data.kind == "images":
+            return {"latent_dim": 16, "hidden": 512}
+        return {"latent_dim": 2, "hidden": 128, "batch_size": 256}
+
+    def prepare(self, data: Dataset) -> None:
+        """Points are standardized inside the model; images stay in [0, 1]."""
+        if data.kind == "points":
+            self.standardize.fit(data.train.to(self.device))
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"main": adam(self.parameters(), self.config.lr)}
+
+    def sampler_parameters(self) -> int:
+        """The decoder and the prior: the encoder only helps training."""
+        return sum(p.numel() for part in (self.decoder, self.prior) for p in part.parameters())
+
+    @property
+    def trains_on_k(self) -> int:
+        return self.config.iw_samples
 
     # ------------------------------------------------------------------ the model
 
@@ -167,8 +186,7 @@ class VAE(nn.Module):
         recon = self.log_likelihood(x, z)
         kl_dims = self.prior.analytic_kl(mu, logvar)  # [B, d] or None
         if kl_dims is None:  # one-sample Monte Carlo KL for priors without a closed form
-            q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
-            kl = q - self.prior.log_prob(z)
+            kl = log_normal_standardized(eps, logvar) - self.prior.log_prob(z)
             out = {}
         else:
             kl = kl_dims.sum(-1)
@@ -192,7 +210,7 @@ class VAE(nn.Module):
         """(log p(x|z), log p(z), log q(z|x)) for z = mu + std * eps, the importance weights'
         parts: x [B, *shape], mu and logvar [B, d], eps [kk, B, d] -> three [kk, B]."""
         z = mu + (0.5 * logvar).exp() * eps  # [kk, B, d]
-        log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+        log_q = log_normal_standardized(eps, logvar)
         return self._log_likelihood_many(x, z), self.prior.log_prob(z), log_q
 
     @torch.no_grad()
@@ -292,7 +310,7 @@ class VAE(nn.Module):
     def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode given latents z [n, d] (from the prior, or from an ex-post density). Points are
         full draws from p(x|z); images are the decoder's mean (pixel probabilities)."""
-        out, log_std = self._decode(z.to(self._device()))
+        out, log_std = self._decode(z.to(self.device))
         if log_std is None:
             return torch.sigmoid(out)
         if len(self.data_shape) == 3:
@@ -303,15 +321,12 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder mean at the encoder mean: [B, *shape] -> [B, *shape]."""
-        return self.decode_mean(self.encode(x.to(self._device()))[0])
+        return self.decode_mean(self.encode(x.to(self.device))[0])
 
     @torch.no_grad()
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
         """Decode the straight line between the encodings of a [B, *shape] and b: [B * steps, *shape]."""
-        za, zb = self.encode(a.to(self._device()))[0], self.encode(b.to(self._device()))[0]
+        za, zb = self.encode(a.to(self.device))[0], self.encode(b.to(self.device))[0]
         t = torch.linspace(0, 1, steps, device=za.device)[None, :, None]
         z = za[:, None] * (1 - t) + zb[:, None] * t  # [B, steps, d]
         return self.decode_mean(z.flatten(0, 1))
-
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device

@@ -1,0 +1,372 @@
+"""The pieces the training loop (train.py) is built from, each one job: the budget (how long
+to train, the learning-rate schedule), the position (steps, batches, seconds), the phase step
+(one phase's loss, backward pass and optimizer step, under autocast, DDP and the non-finite
+policy), the meter (device sums turned into a logged row), validation and the stop signals.
+
+Losses stay on the device and are read back only on logging steps, so the loop never waits on
+the host in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import dist
+from .checkpoint import load_tensors, read_json, save_tensors
+from .config import TrainConfig
+from .data import InMemoryLoader
+from .errors import PushforwardError
+from .metrics import likelihood
+from .models import LikelihoodBound, Model
+
+DEFAULT_EPOCHS = 10
+_NONE_BAD = 2**62  # "no non-finite loss" in the earliest-over-ranks reduction
+
+
+@dataclass
+class Budget:
+    """How long a run trains: ``total`` steps (from --steps, or --epochs of the data), or until
+    --minutes run out (``total`` None until then); and the learning rate over the run."""
+
+    total: int | None
+    minutes: float | None
+    cosine: bool
+    planned: int | None = None  # the schedule's length (a patience stop ends a run before it)
+    deadline: float = math.inf  # the perf_counter time --minutes ends the run at
+
+    @staticmethod
+    def check(tcfg: TrainConfig) -> None:
+        """Refuse a budget that cannot run, before anything is written (each number's own
+        bounds are checked with the options, config.check_bounds)."""
+        if tcfg.steps is not None and tcfg.epochs is not None:
+            raise PushforwardError("give --steps or --epochs, not both")
+        if tcfg.lr_schedule == "cosine" and tcfg.steps is None and tcfg.minutes is not None:
+            # the clock, not a number of steps, ends such a run (even with --epochs)
+            raise PushforwardError(
+                "--lr-schedule cosine decays to 0 at the last step: give --epochs or --steps"
+            )
+
+    @classmethod
+    def of(cls, tcfg: TrainConfig, batches_per_epoch: int, phases_per_step: int) -> Budget:
+        total: int | None = tcfg.steps
+        if total is None and tcfg.minutes is None:
+            epochs = tcfg.epochs if tcfg.epochs is not None else DEFAULT_EPOCHS
+            total = math.ceil(epochs * batches_per_epoch / phases_per_step)
+        return cls(total, tcfg.minutes, tcfg.lr_schedule == "cosine", total)
+
+    def start(self, opts: dict[str, torch.optim.Optimizer], clock: float) -> None:
+        """Start the clock (``clock``: when the run began, earlier processes counted) and
+        note each optimizer's initial rate, which a resumed run's groups already carry."""
+        if self.minutes is not None:
+            self.deadline = clock + 60 * self.minutes
+        for opt in opts.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    def more(self, step: int) -> bool:
+        return self.total is None or step < self.total
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() >= self.deadline
+
+    def set_lr(self, opts: dict[str, torch.optim.Optimizer], step: int) -> None:
+        """This step's rate, from the step alone, so a resumed run continues it exactly."""
+        if not self.cosine or self.planned is None:
+            return
+        factor = 0.5 * (1 + math.cos(math.pi * (step - 1) / self.planned))
+        for opt in opts.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
+
+@dataclass
+class Position:
+    """Where a run is: steps taken, batches consumed and seconds trained, a resumed run's
+    earlier processes included; what its checkpoint records."""
+
+    per_epoch: int  # batches in an epoch
+    step: int = 0
+    batches: int = 0
+    elapsed: float = 0.0  # seconds trained before this process
+    started: float | None = None  # perf_counter time the run began, earlier processes counted
+
+    def start_clock(self) -> float:
+        self.started = time.perf_counter() - self.elapsed
+        return self.started
+
+    @property
+    def seconds(self) -> float:
+        return self.elapsed if self.started is None else time.perf_counter() - self.started
+
+    @property
+    def epoch(self) -> float:
+        return self.batches / self.per_epoch
+
+    def checkpoint(self, total: int | None, best: dict[str, Any]) -> dict[str, Any]:
+        """The JSON of a checkpoint at this position (``total``: the budget's steps)."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batches": self.batches,
+            "seconds": self.seconds,
+            "finished": self.step == total,
+            "total_steps": total,
+            "best": best,
+        }
+
+
+def batches(loader: InMemoryLoader, consumed: int = 0) -> Iterator[torch.Tensor]:
+    """An endless stream of batches, epoch after epoch, starting after the first ``consumed``
+    (so a resumed run sees exactly the batches an uninterrupted one would)."""
+    epoch, skip = divmod(consumed, len(loader))
+    while True:
+        yield from loader.epoch(epoch, skip)
+        epoch, skip = epoch + 1, 0
+
+
+def train_only(model: Model, phase: str) -> None:
+    """Gradients flow into this phase's modules only (the G step must not train D)."""
+    for p in model.phases:
+        for m in model.phase_modules(p):
+            m.requires_grad_(p == phase)
+
+
+class _PhaseLoss(torch.nn.Module):
+    """One phase's loss as a module holding only that phase's networks, so DDP wraps the
+    generator and the discriminator separately and all-reduces only the gradients of the phase
+    that steps."""
+
+    def __init__(self, model: Model, phase: str) -> None:
+        super().__init__()
+        self.parts = torch.nn.ModuleList(model.phase_modules(phase))
+        self.__dict__["model"] = model  # not registered: its other networks stay out of DDP
+        self.phase = phase
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        model: Model = self.__dict__["model"]
+        return model.loss(x, self.phase)
+
+
+def _phase_losses(model: Model, device: torch.device) -> dict[str, torch.nn.Module]:
+    """phase -> module(x) -> loss dict: the model's own loss in one process, a DDP-wrapped one
+    under torchrun."""
+    if not dist.active():
+        return {p: _PhaseLoss(model, p) for p in model.phases}
+    from torch.nn.parallel import DistributedDataParallel
+
+    # every tensor, not only the wrapped ones, starts as rank 0's (the EMA copy of G included)
+    for t in model.state_dict().values():
+        torch.distributed.broadcast(t, 0)
+    ids = [device.index] if device.type == "cuda" else None
+    return {p: DistributedDataParallel(_PhaseLoss(model, p), device_ids=ids) for p in model.phases}
+
+
+def _step_unless(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """Step unless ``bad``: the fused kernel takes the flag on the device (GradScaler's
+    found_inf), so skipping costs no host sync; other optimizers read it back."""
+    if opt.defaults.get("fused"):
+        opt.found_inf = bad.float()  # type: ignore[attr-defined]
+        opt.step()
+        opt.found_inf = None  # type: ignore[attr-defined]
+    elif not bool(bad):
+        opt.step()
+
+
+class PhaseStep:
+    """One phase of a step: its loss (under bf16 autocast when asked, DDP-wrapped under
+    torchrun, torch.compile'd when asked), the backward pass and its optimizer's step. Under
+    --nan-policy skip a non-finite loss skips the step on every rank; under stop the first one
+    is remembered on the device and reported by :meth:`stop_on_nonfinite`."""
+
+    def __init__(
+        self,
+        model: Model,
+        opts: dict[str, torch.optim.Optimizer],
+        device: torch.device,
+        tcfg: TrainConfig,
+    ) -> None:
+        self.model, self.opts, self.skip = model, opts, tcfg.nan_policy == "skip"
+        losses: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = dict(
+            _phase_losses(model, device)
+        )
+        self.losses = {p: torch.compile(f) for p, f in losses.items()} if tcfg.compile else losses
+        self.autocast: contextlib.AbstractContextManager[Any] = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if tcfg.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        self.first_bad = torch.tensor(-1, device=device)  # step * phases + phase of the first
+
+    def __call__(
+        self, phase: str, x: torch.Tensor, code: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(the loss dict, a device flag: the loss was not finite)."""
+        train_only(self.model, phase)
+        with self.autocast:
+            out = self.losses[phase](x)
+        opt = self.opts[phase]
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        bad = ~torch.isfinite(out["loss"].detach())  # on the device: no sync
+        if self.skip:
+            bad = dist.any_across(bad)  # DDP averages one rank's NaN into every rank
+            _step_unless(opt, bad)
+        else:
+            opt.step()
+            self.first_bad = torch.where(bad & (self.first_bad < 0), code, self.first_bad)
+        self.model.after_step(phase)
+        return out, bad
+
+    def stop_on_nonfinite(self, checkpoint: Path) -> None:
+        """--nan-policy stop: one line naming the first non-finite loss, before a checkpoint
+        could hold it (the last one, ``checkpoint``, is kept)."""
+        code = int(self.first_bad)
+        if dist.active():  # the earliest over ranks, so that every rank stops at this same check
+            code = -dist.max_across(-code if code >= 0 else -_NONE_BAD)
+        if code < 0 or code >= _NONE_BAD:
+            return
+        schedule = self.model.schedule
+        step, phase = divmod(code, len(schedule))
+        kept = (
+            f"checkpoint of step {read_json(checkpoint)['step']} kept"
+            if checkpoint.exists()
+            else "no checkpoint"
+        )
+        raise PushforwardError(
+            f"non-finite loss at step {step}, phase {schedule[phase]} ({kept}); lower --lr, or "
+            "give --nan-policy skip to skip such steps"
+        )
+
+
+class Meter:
+    """Sums of the logged numbers kept on the device between logging steps, turned into one
+    metrics.jsonl row (the loop's only host sync) by :meth:`row`."""
+
+    def __init__(self, model: Model, skip_bad: bool, since: float) -> None:
+        self.multi, self.skip_bad = len(model.phases) > 1, skip_bad
+        self.last_phase = model.schedule[-1]
+        self.sums: dict[str, Any] = {}
+        self.steps = self.seen = 0
+        self.since = since  # when the numbers summed began
+
+    def add(self, phase: str, out: dict[str, torch.Tensor], bad: torch.Tensor, n: int) -> None:
+        for k, v in out.items():
+            key = f"{phase}_{k}" if self.multi else k
+            v = v.detach().float()
+            if self.skip_bad:  # a skipped step's numbers stay out of the averages
+                v = torch.where(bad, 0.0, v)
+            self.sums[key] = self.sums[key] + v if key in self.sums else v
+        self.sums["nonfinite"] = self.sums.get("nonfinite", 0) + bad.float()
+        self.seen += n
+
+    def row(self, **extra: Any) -> dict[str, Any]:
+        """The means since the last row (over ranks too), ``extra`` and the throughput."""
+        now = time.perf_counter()
+        keys = list(self.sums)
+        means = dist.mean_across(torch.stack([self.sums[k] for k in keys]) / self.steps)
+        row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
+        if self.multi:
+            row["loss"] = row[f"{self.last_phase}_loss"]
+        seen = self.seen * dist.world_size()
+        row.update(extra, images_per_sec=round(seen / (now - self.since), 1))
+        self.sums, self.steps, self.seen, self.since = {}, 0, 0, now
+        return row
+
+
+@torch.no_grad()
+def validate(model: LikelihoodBound, val: torch.Tensor) -> float:
+    """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
+    for a model trained on that bound (``trains_on_k`` K > 1), whose ELBO may fall as its
+    likelihood rises. Eval mode and fixed noise (the test metrics' own), so the score changes
+    only with the weights and the training RNG is left alone."""
+    assert isinstance(model, torch.nn.Module)
+    was = model.training
+    model.eval()
+    k = model.trains_on_k
+    if k > 1:
+        score = -likelihood.iwae(model, val, k=k, seed=0)["nll_nats"]
+    else:
+        score = likelihood.elbo(model, val, seed=0)["elbo"]
+    model.train(was)
+    return float(dist.mean_across(torch.tensor(score, device=val.device)))
+
+
+class Validation:
+    """--validation: scores the held-out examples at every checkpoint, keeps the best weights
+    so far in ``path`` (written before the checkpoint that names them), and tells when
+    --patience checkpoints have passed without a better score."""
+
+    def __init__(
+        self, val: torch.Tensor | None, patience: int | None, path: Path, device: torch.device
+    ) -> None:
+        self.val = None if val is None else val.to(device)  # [n, *shape], moved once
+        self.patience, self.path = patience, path
+        # the best score, its step, and the validations since it (for --patience)
+        self.best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
+
+    def __call__(self, model: Model, step: int) -> float:
+        assert self.val is not None and isinstance(model, LikelihoodBound)
+        score = validate(model, self.val)
+        if score > self.best["score"]:
+            self.best = {"score": score, "step": step, "since": 0}
+            if dist.is_main():
+                save_tensors(self.path, model.state_dict())
+        else:
+            self.best["since"] += 1
+        return score
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience is not None and self.best["since"] >= self.patience
+
+    def restore_best(self, model: Model) -> dict[str, Any]:
+        """The run's model is the best validated one, not the last; returns what model.json
+        records of it."""
+        if self.val is None:
+            return {}
+        if self.path.exists():
+            model.load_state_dict(load_tensors(self.path))
+        return {
+            "best_step": self.best["step"],
+            "best_val_elbo": self.best["score"],
+            "validation_n": len(self.val),
+        }
+
+
+class StopSignals:
+    """While training, SIGINT and SIGTERM only ask the loop to stop: it finishes the step,
+    writes a checkpoint and raises Interrupted, so a kill from the keyboard or a scheduler
+    loses nothing. Outside the main thread (signals cannot be caught there) it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._catch)
+        return self
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def asked(self, step: int, log_every: int) -> int:
+        """The signal to stop at this step, agreed by every rank (on logging steps)."""
+        if dist.active():
+            return dist.max_across(self.signum) if step % log_every == 0 else 0
+        return self.signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)

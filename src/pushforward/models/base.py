@@ -1,0 +1,161 @@
+"""The model contract: everything the training loop, the run folder, the metrics and the reports
+may ask of a model, declared once.
+
+A model is a :class:`Model` (``phases``, ``optimizers``, ``loss``, ``sample``, ...) plus the
+capabilities it declares by deriving from them, so callers ask ``isinstance(model, Encoder)``
+instead of probing for methods:
+
+- :class:`ExactDensity`: ``log_prob`` is the exact density (the GMM);
+- :class:`LikelihoodBound`: ``elbo`` and ``iwae_bound`` bound log p(x) (the VAE);
+- :class:`Encoder`: ``encode`` x to a posterior over z with a ``prior`` (the VAE);
+- :class:`FitsByEM`: fitted in closed form by ``fit``, not by the gradient loop (the GMM).
+
+What a model shows in ``demo`` and ``bench`` (``explain``, ``bench_options``) lives on the class
+too, so a new model is one new file and one line in ``MODELS``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..data import Dataset
+
+
+class Model(nn.Module, ABC):
+    """A generative model trained by the one loop: each phase in ``schedule`` takes a batch,
+    computes ``loss(batch, phase)["loss"]`` and steps ``optimizers()[phase]``, with gradients
+    flowing only into ``phase_modules(phase)``; ``after_step`` runs after every phase."""
+
+    Config: ClassVar[type]  # the frozen dataclass of the model's options (flags, TOML, JSON)
+    phases: ClassVar[tuple[str, ...]] = ()  # empty for models fitted by EM
+    explain: ClassVar[str]  # one line for reports: what the model is, explicit or implicit
+    config: Any
+    data_shape: tuple[int, ...]
+
+    @classmethod
+    def resolve_config(cls, cfg: Any, kind: str) -> Any:
+        """Fill data-dependent defaults and refuse options that cannot work on this ``kind``
+        of data ("points" or "images"), before the model is built."""
+        return cfg
+
+    @classmethod
+    def bernoulli_pixels(cls, cfg: Any) -> bool:
+        """Whether the model with options ``cfg`` reads images as binary pixels, so that
+        ``--binarize auto`` binarizes them."""
+        return False
+
+    @classmethod
+    def bench_options(cls, data: Dataset) -> dict[str, Any]:
+        """The options ``pushforward bench`` trains this model with on ``data``."""
+        return {}
+
+    def prepare(self, data: Dataset) -> None:
+        """Adapt to the training data before the first step (e.g. standardise 2-D points)."""
+
+    @property
+    def schedule(self) -> tuple[str, ...]:
+        """The phases of one training step, in order (a GAN may repeat D)."""
+        return self.phases
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per phase."""
+        return {}
+
+    def phase_modules(self, phase: str) -> list[nn.Module]:
+        """The networks a phase trains; the others are frozen during it."""
+        return [self]
+
+    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+        """The phase's loss on a batch x [B, *shape] under ``"loss"``, and numbers to log."""
+        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient phases")
+
+    def after_step(self, phase: str) -> None:
+        """Runs after each phase's optimizer step (a moving average of weights, say)."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws [n, *shape], float32, on the model's device; the generator fixes them."""
+
+    def n_parameters(self) -> int:
+        """Free parameters of the whole model."""
+        return sum(p.numel() for p in self.parameters())
+
+    @abstractmethod
+    def sampler_parameters(self) -> int:
+        """Parameters that define the distribution samples come from (networks that only help
+        training, an encoder or a discriminator, are not counted)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.state_dict().values())).device
+
+
+class ExactDensity(ABC):
+    """The model's density is written down: ``log_prob`` is exact."""
+
+    @abstractmethod
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of each example: x [N, *shape] -> [N]."""
+
+
+class LikelihoodBound(ABC):
+    """The model bounds log p(x) from below: the ELBO and the importance-weighted bound."""
+
+    @property
+    def trains_on_k(self) -> int:
+        """The importance samples of the bound training maximises (1: the ELBO)."""
+        return 1
+
+    @abstractmethod
+    def elbo(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per-example ``elbo``, ``recon`` and ``kl``, [B] each."""
+
+    @abstractmethod
+    def iwae_bound(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The IWAE-k bound per example: x [B, *shape] -> [B], float64."""
+
+
+class Encoder(ABC):
+    """The model encodes x into a Gaussian posterior over z, with a prior p(z) over z."""
+
+    prior: Any  # a priors.Prior: log_prob, sample
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+
+    @abstractmethod
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode given latents z [n, d]: [n, *shape]."""
+
+    @abstractmethod
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder mean at the encoder mean: [B, *shape] -> [B, *shape]."""
+
+    @abstractmethod
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+        """Decoded straight lines in z between a [B, *shape] and b: [B * steps, *shape]."""
+
+
+class FitsByEM(ABC):
+    """The model is fitted in closed form on the whole training set, not by gradient phases."""
+
+    @abstractmethod
+    def fit(
+        self,
+        x: torch.Tensor,
+        max_iter: int,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, float], bool | None] | None = None,
+    ) -> dict[str, float]:
+        """Fit on x [N, *shape]; ``callback(iteration, mean log-likelihood)`` returning True
+        stops early. Returns what the run's model.json records (iterations, ...)."""

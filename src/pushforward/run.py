@@ -1,0 +1,211 @@
+"""The :class:`Run` handle: a trained run folder to sample from, evaluate and look into, used by
+the CLI and the Python API alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import atomic_write_json, read_jsonl
+from .config import TrainConfig
+from .data import Dataset, binarize, binarize_held_out, load_dataset
+from .dist import resolve_device
+from .errors import PushforwardError
+from .metrics import EvalInput, evaluate
+from .models import GMM, Encoder, GMMConfig, Model
+from .runs import EVAL, HISTORY, WEIGHTS, WEIGHTS_META, load_model, read_train_config, save_model
+
+
+class Run:
+    """A trained run on disk: sample from it, evaluate it, read its history. ``raw`` and
+    ``data`` (the data as loaded, and as training saw it) are loaded on first use unless the
+    trainer hands over the ones it has."""
+
+    def __init__(
+        self,
+        path: Path,
+        model_name: str,
+        model: Model,
+        tcfg: TrainConfig,
+        raw: Dataset | None = None,
+        data: Dataset | None = None,
+    ) -> None:
+        self.path, self.model_name, self.model = Path(path), model_name, model
+        self.train_config, self.model_config = tcfg, model.config
+        self._raw, self._data = raw, data
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({str(self.path)!r}, model={self.model_name!r}, data={self.train_config.data!r})"
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Run:
+        path = Path(path)
+        if not path.is_dir():
+            raise PushforwardError(
+                f"{path}: run folder not found; pass the --out folder of a train run"
+            )
+        tcfg = read_train_config(path)
+        name, model = load_model(path / WEIGHTS, path / WEIGHTS_META, resolve_device(device))
+        return cls(path, name, model, tcfg)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def raw_data(self) -> Dataset:
+        """The run's data as loaded, before binarization: what feature metrics compare samples
+        with (loaded once, on first use)."""
+        if self._raw is None:
+            tc = self.train_config
+            self._raw = load_dataset(tc.data, tc.data_dir, tc.test_data)
+        return self._raw
+
+    @property
+    def data(self) -> Dataset:
+        """The run's data as training saw it: ``raw_data`` with the run's binarization."""
+        if self._data is None:
+            self._data = binarize(self.raw_data, self.train_config.binarize)
+        return self._data
+
+    def history(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []
+
+    def sample(
+        self, n: int, seed: int = 0, sampler: str = "prior", components: int = 10
+    ) -> torch.Tensor:
+        """n samples [n, *shape] on the CPU; the same seed gives the same samples.
+
+        ``sampler="gmm"`` (VAE): draw z from a Gaussian mixture fitted after training to the
+        encoder means of the training data (ex-post density estimation, Ghosh et al. 2020)
+        instead of from the prior, so samples come from where the data's codes actually are."""
+        if n < 1:
+            raise PushforwardError(f"-n {n}: ask for at least one sample")
+        g = torch.Generator().manual_seed(seed)
+        if sampler == "prior":
+            return self.model.sample(n, generator=g).cpu()
+        if sampler != "gmm":
+            raise PushforwardError(f"--sampler {sampler!r}: choose prior or gmm")
+        model = self._encoder("--sampler gmm")
+        z = self.expost_gmm(components).sample(n, g)
+        return model.generate(z, g).cpu()
+
+    def expost_gmm(self, components: int = 10) -> GMM:
+        """The ex-post latent GMM (K components, full covariances), fitted once and kept in the
+        run folder as expost-gmm-K.safetensors + .json."""
+        weights, meta = (
+            self.path / f"expost-gmm-{components}.safetensors",
+            self.path / f"expost-gmm-{components}.json",
+        )
+        if weights.exists() and meta.exists():
+            fitted = load_model(weights, meta, torch.device("cpu"))[1]
+            if not isinstance(fitted, GMM):
+                raise PushforwardError(f"{meta}: not a gmm; delete it and sample again")
+            return fitted
+        model = self._encoder("--sampler gmm")
+        x = self.data.train[
+            torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(0))[
+                :20_000
+            ]
+        ]
+        with torch.no_grad():
+            codes = torch.cat([model.encode(c.to(self.device))[0].cpu() for c in x.split(1000)])
+        gmm = GMM(GMMConfig(components=min(components, len(codes))), (codes.shape[1],))
+        info: dict[str, Any] = {
+            **gmm.fit(codes),
+            "fitted_to": f"encoder means of {len(codes)} training examples",
+        }
+        save_model(weights, meta, "gmm", gmm, info)
+        return gmm
+
+    def _encoder(self, what: str) -> Encoder:
+        if not isinstance(self.model, Encoder):
+            raise PushforwardError(
+                f"{what} needs a model with an encoder (vae); {self.model_name} has none"
+            )
+        return self.model
+
+    def _held_out(self, n: int, seed: int) -> torch.Tensor:
+        x = self.data.test if self.data.test is not None else self.data.train
+        return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
+
+    def reconstructions(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n held-out examples, their reconstructions), each [n, *shape], on the CPU."""
+        model = self._encoder("--recon")
+        x = self._held_out(n, seed)
+        return x.cpu(), model.reconstruct(x).cpu()
+
+    def interpolations(self, pairs: int, steps: int = 8, seed: int = 0) -> torch.Tensor:
+        """Decoded straight lines in z between pairs of held-out examples: [pairs * steps, *shape]."""
+        model = self._encoder("--interpolate")
+        x = self._held_out(2 * pairs, seed)
+        return model.interpolate(x[:pairs], x[pairs:], steps).cpu()
+
+    def latents(self, n: int = 2000) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder means of up to n held-out examples [n, d] and their labels [n] (or None)."""
+        model = self._encoder("the latent plot")
+        d = self.data
+        x, labels = (d.test, d.test_labels) if d.test is not None else (d.train, d.train_labels)
+        x = x[:n]
+        with torch.no_grad():
+            z = model.encode(x.to(self.device))[0].cpu()
+        return z, None if labels is None else labels[:n]
+
+    def evaluate(
+        self,
+        metrics: list[str] | None = None,
+        split: str = "test",
+        data: str | None = None,
+        n_fake: int = 10_000,
+        seed: int = 0,
+        write: bool = True,
+        k: int = 1000,
+        n_real: int | None = None,
+        sampler: str = "prior",
+    ) -> dict[str, Any]:
+        """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
+
+        With ``metrics`` None every metric that applies runs; a named one that does not apply is
+        an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``
+        (binarized once, seed 1, if the run binarized its images). ``k`` is the IWAE sample count;
+        ``n_real`` keeps the first n held-out examples (the IWAE bound costs k decoder passes each).
+        """
+        if split not in ("train", "test"):
+            raise PushforwardError(f"--split {split!r}: choose train or test")
+        if k < 1 or (n_real is not None and n_real < 1) or n_fake < 2:
+            raise PushforwardError("-k and --n-real must be at least 1, --n-fake at least 2")
+        if data:
+            raw = load_dataset(data, self.train_config.data_dir)
+            real = raw.split(split) if raw.test is not None else raw.train
+            real = binarize_held_out(real, self.train_config.binarize, raw.kind)
+        else:
+            raw = self.raw_data
+            real = self.data.split(split)
+        real = real[:n_real] if n_real else real
+        shape = tuple(self.model.data_shape)
+        if tuple(real.shape[1:]) != shape:
+            raise PushforwardError(
+                f"--data {data}: examples of shape {tuple(real.shape[1:])}, the model was trained "
+                f"on {shape}; evaluate on data of the training shape"
+            )
+        fake = self.sample(n_fake, seed, sampler)
+        name = data or self.train_config.data
+        e = EvalInput(
+            self.model, real.to(self.device), fake.to(self.device), raw.log_prob, name, seed, k, raw
+        )
+        out = evaluate(e, metrics)
+        out.update(
+            split=split,
+            data=name,
+            **({"sampler": sampler} if sampler != "prior" else {}),
+            n_real=len(real),
+            n_fake=n_fake,
+            seed=seed,
+        )
+        if write:
+            atomic_write_json(self.path / EVAL, out)
+        return out

@@ -179,13 +179,29 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field; defaults are suppressed so we can tell what the user actually gave."""
     for f in dataclasses.fields(cls):
         base, _ = _field_type(cls, f)
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(f)}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = str
-            kwargs["metavar"] = f.name.upper()
+            choices = f.metadata.get("choices")
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else f.name.upper()
         parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+
+
+def _help(f: dataclasses.Field[Any]) -> str:
+    """The field's help with its default, as --help shows it ("%" escaped for argparse)."""
+    text = f.metadata.get("help") or ""
+    if f.default is not None and f.default != "":
+        default = (
+            str(f.default).lower()
+            if isinstance(f.default, bool)
+            else f"{f.default:g}"
+            if isinstance(f.default, float)
+            else f.default
+        )
+        text = f"{text} [default: {default}]"
+    return text.replace("%", "%%")
 
 
 def field_names(*classes: type) -> list[str]:

@@ -29,7 +29,6 @@ from .errors import PushforwardError
 from .metrics import likelihood
 from .models import LikelihoodBound, Model
 
-DEFAULT_EPOCHS = 10
 _NONE_BAD = 2**62  # "no non-finite loss" in the earliest-over-ranks reduction
 
 
@@ -60,8 +59,9 @@ class Budget:
     def of(cls, tcfg: TrainConfig, batches_per_epoch: int, phases_per_step: int) -> Budget:
         total: int | None = tcfg.steps
         if total is None and tcfg.minutes is None:
-            epochs = tcfg.epochs if tcfg.epochs is not None else DEFAULT_EPOCHS
-            total = math.ceil(epochs * batches_per_epoch / phases_per_step)
+            if tcfg.epochs is None:
+                raise PushforwardError("give --steps, --epochs or --minutes")
+            total = math.ceil(tcfg.epochs * batches_per_epoch / phases_per_step)
         return cls(total, tcfg.minutes, tcfg.lr_schedule == "cosine", total)
 
     def start(self, opts: dict[str, torch.optim.Optimizer], clock: float) -> None:

@@ -17,7 +17,6 @@ from .data import Dataset, load_dataset
 from .experiments.base import Settings
 from .experiments.runner import Job, run_jobs
 from .models import MODELS, Encoder, ExactDensity
-from .models.gan import MLP_GAN
 from .run import Run
 from .version import __version__
 
@@ -25,10 +24,10 @@ from .version import __version__
 DEMO_PLAN: list[tuple[str, str, dict[str, Any]]] = [
     ("ring8", "gmm", {"components": 8}),
     ("ring8", "vae", {"latent_dim": 2, "hidden": 128, "batch_size": 256, "steps": 3000}),
-    ("ring8", "gan", {**MLP_GAN, "steps": 4000}),
+    ("ring8", "gan", {"steps": 4000}),  # the GAN's defaults: R1, an EMA of G, Adam (0, 0.9)
     ("digits", "gmm", {"components": 10, "reg_covar": 1e-2}),
     ("digits", "vae", {"latent_dim": 8, "hidden": 256, "epochs": 150}),
-    ("digits", "gan", {**MLP_GAN, "steps": 3000}),
+    ("digits", "gan", {"steps": 3000}),
 ]
 
 DEMO_IWAE_K = 250  # importance samples of the VAE's bound in the demo (eval's default: 1000)
@@ -47,7 +46,9 @@ def _cell(v: Any) -> str:
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
     keys = [
-        k for k in dict.fromkeys(k for r in rows.values() for k in r) if k not in ("split", "data")
+        k
+        for k in dict.fromkeys(k for r in rows.values() for k in r)
+        if k not in ("split", "data", "warning")
     ]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join(
@@ -55,6 +56,16 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
         for m, r in rows.items()
     )
     return f"<table><tr><th>model</th>{head}</tr>{body}</table>"
+
+
+def _warnings(evals: dict[str, dict[str, Any]]) -> str:
+    """The line training printed for each model that visibly failed, beside its numbers."""
+    lines = [
+        f"<p class=warn>warning: {html.escape(r['warning'])}</p>"
+        for r in evals.values()
+        if r.get("warning")
+    ]
+    return "".join(lines)
 
 
 def _curves(run: Run) -> bytes | None:
@@ -110,14 +121,14 @@ def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]
     return (
         f"<h2>{html.escape(ds.name)}</h2><p>{len(ds.train)} training examples of shape "
         f"{'x'.join(map(str, ds.shape))}, from {html.escape(ds.source)}.</p>"
-        f"<div class=figs>{''.join(figs)}</div>{_table(evals)}"
+        f"<div class=figs>{''.join(figs)}</div>{_warnings(evals)}{_table(evals)}"
     )
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
 body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 .figs{{display:flex;flex-wrap:wrap}} figure{{margin:4px}} .figs img{{height:260px;border:1px solid #ddd}}
-figcaption{{font-size:80%;max-width:300px}}
+figcaption{{font-size:80%;max-width:300px}} .warn{{color:#a00;font-weight:bold}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 </style></head><body><h1>{title}</h1>
 <p>A simple Gaussian base distribution pushed forward through a map approximates complex data

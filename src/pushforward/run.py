@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_json, read_jsonl
+from .checkpoint import atomic_write_json, read_json, read_jsonl
 from .config import TrainConfig
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
 from .errors import PushforwardError
 from .metrics import EvalInput, evaluate
+from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model
 from .runs import EVAL, HISTORY, WEIGHTS, WEIGHTS_META, load_model, read_train_config, save_model
 
@@ -71,6 +72,14 @@ class Run:
         if self._data is None:
             self._data = binarize(self.raw_data, self.train_config.binarize)
         return self._data
+
+    def warning(self) -> str | None:
+        """Why the trained model visibly failed and what to try (model.json), or None."""
+        info = read_json(self.path / WEIGHTS_META).get("info", {})
+        reasons = info.get("warnings") if isinstance(info, dict) else None
+        if not reasons:
+            return None
+        return failure_line(self.model_name, self.train_config.data, reasons)
 
     def history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []

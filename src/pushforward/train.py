@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -43,6 +44,7 @@ from .loop import (
     Validation,
     batches,
 )
+from .metrics.health import failure_line, health
 from .models import MODELS, FitsByEM, LikelihoodBound, Model
 from .models.gmm import DEFAULT_EM_STEPS
 from .run import Run
@@ -72,7 +74,7 @@ def fit_em(
 ) -> dict[str, Any]:
     """EM on the full training tensor, one metrics.jsonl row per iteration; --minutes stops
     it after the iteration that runs out of time."""
-    steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS
+    steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS  # --minutes alone
     bar, start = progress(total=steps), time.perf_counter()
 
     def on_iteration(it: int, ll: float) -> bool:
@@ -287,6 +289,8 @@ def _prepare_data(
     mcfg = cls.resolve_config(mcfg, raw.kind)
     mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)
     tcfg = replace(tcfg, binarize=mode)
+    if tcfg.steps is None and tcfg.epochs is None and tcfg.minutes is None:
+        tcfg = replace(tcfg, steps=cls.default_steps(raw))  # recorded in config.json
     if tcfg.patience is not None and (tcfg.validation == 0 or tcfg.patience < 1):
         raise PushforwardError(
             f"--patience {tcfg.patience}: needs --validation N and a patience of at least 1"
@@ -345,6 +349,10 @@ def _fit(
         log.close()
     run = Run(run_dir, model_name, model, tcfg, raw, data)
     if dist.is_main():
+        info["health"], info["warnings"] = health(model, raw, data, run.history())
+        if info["warnings"]:  # one line: what failed and what to try
+            line = failure_line(model_name, tcfg.data, info["warnings"])
+            print(f"warning: {line}", file=sys.stderr)
         save_model(run_dir / WEIGHTS, run_dir / WEIGHTS_META, model_name, model, info)
         n = 1000 if data.kind == "points" else 64
         title = f"{model_name} samples"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pushforward.loop import train_only
-from pushforward.models.gan import GAN, GAN_LOSSES, GANConfig
+from pushforward.models.gan import GAN, GAN_LOSSES, PLAIN_GAN, GANConfig
 
 
 def test_losses_are_the_papers_formulas() -> None:
@@ -81,7 +81,7 @@ def test_trained_gan_covers_ring8(tmp_path) -> None:
     from pushforward.data import TOY_MODES
     from pushforward.metrics.modes import mode_coverage
 
-    opts = dict(batch_size=128, lr=5e-4, hidden=256, depth=2, beta1=0.0, beta2=0.9, progress=False)
+    opts = dict(batch_size=128, **PLAIN_GAN, progress=False)
     modes = torch.as_tensor(TOY_MODES["ring8"])
     untrained = pushforward.train("gan", data="ring8", steps=1, out="u", **opts)
     trained = pushforward.train("gan", data="ring8", steps=3000, out="t", **opts)
@@ -101,7 +101,7 @@ def test_mixture_base_leaves_the_gaps_between_modes_empty(tmp_path) -> None:
     from pushforward.data import TOY_MODES
     from pushforward.metrics.modes import mode_coverage
 
-    opts = dict(batch_size=128, lr=5e-4, hidden=128, depth=2, beta1=0.0, beta2=0.9, r1=0.1)
+    opts = dict(PLAIN_GAN, batch_size=128, hidden=128, r1=0.1)
     modes = torch.as_tensor(TOY_MODES["ring8"])
     far, found = {}, {}
     for base, extra in (("normal", {}), ("mixture", {"noise_components": 8})):

@@ -12,7 +12,7 @@ from typing import Any
 from .. import plots
 from ..data import Dataset, load_dataset
 from ..models import VAE, VAEConfig
-from ..models.gan import STABLE_ADAM
+from ..models.gan import PLAIN_GAN
 from ..run import Run
 from .base import Experiment, Settings, md_table, slug
 from .runner import FEATURE_KEYS, Job, need_classifier, run_jobs
@@ -52,7 +52,7 @@ def _configs(
         "gmm full": ("gmm", {**full, "steps": em_steps}),
         "gmm diag": ("gmm", {**diag, "steps": em_steps}),
         "vae": ("vae", {**net, "epochs": epochs}),
-        "gan": ("gan", {**net, **STABLE_ADAM, "steps": epochs * steps_per_epoch}),
+        "gan": ("gan", {**PLAIN_GAN, **net, "steps": epochs * steps_per_epoch}),
     }
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from .. import plots
 from ..data import load_dataset
-from ..models.gan import MLP_GAN
+from ..models.gan import PLAIN_GAN
 from ..run import Run
 from .base import Experiment, Settings, md_table, mean_se, pm, slug
 from .runner import Job, run_jobs
 
-# GAN losses and remedies compared; every entry shares MODE_BASE's networks and optimiser
-MODE_BASE: dict[str, Any] = {**MLP_GAN, "batch_size": 128}
+# GAN losses and remedies compared; every entry shares MODE_BASE's networks and optimiser, and
+# starts from the plain GAN (no R1, no EMA)
+MODE_BASE: dict[str, Any] = {**PLAIN_GAN, "batch_size": 128}
 MODE_STEPS = 10_000
 MODE_CONFIGS: dict[str, dict[str, Any]] = {
     "gan (ns)": {},

@@ -81,8 +81,11 @@ def _score_vae(
 
 
 def _score_all(run: Run, **options: Any) -> dict[str, Any]:
-    """Every metric that applies (written to the run's eval.json), and the model's size."""
-    return {**run.evaluate(**options), "parameters": run.model.n_parameters()}
+    """Every metric that applies (written to the run's eval.json), the model's size, and the
+    warning training gave if the model visibly failed."""
+    scores = {**run.evaluate(**options), "parameters": run.model.n_parameters()}
+    warning = run.warning()
+    return {**scores, "warning": warning} if warning else scores
 
 
 SCORERS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -34,6 +34,7 @@ class Model(nn.Module, ABC):
     Config: ClassVar[type]  # the frozen dataclass of the model's options (flags, TOML, JSON)
     phases: ClassVar[tuple[str, ...]] = ()  # empty for models fitted by EM
     explain: ClassVar[str]  # one line for reports: what the model is, explicit or implicit
+    failure_hint: ClassVar[str]  # what to try when a trained model has visibly failed
     config: Any
     data_shape: tuple[int, ...]
 
@@ -48,6 +49,12 @@ class Model(nn.Module, ABC):
         """Whether the model with options ``cfg`` reads images as binary pixels, so that
         ``--binarize auto`` binarizes them."""
         return False
+
+    @classmethod
+    def default_steps(cls, data: Dataset) -> int:
+        """Training steps (EM iterations) when no --steps, --epochs or --minutes is given: a
+        number of steps that trains this model well on ``data``, whatever its size."""
+        return 5000
 
     @classmethod
     def bench_options(cls, data: Dataset) -> dict[str, Any]:
@@ -76,6 +83,10 @@ class Model(nn.Module, ABC):
 
     def after_step(self, phase: str) -> None:
         """Runs after each phase's optimizer step (a moving average of weights, say)."""
+
+    def training_failures(self, history: list[dict[str, Any]]) -> list[str]:
+        """What the training log (metrics.jsonl rows) shows went wrong, one reason each."""
+        return []
 
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -100,11 +100,16 @@ class GMM(Model, ExactDensity, FitsByEM):
 
     Config = GMMConfig
     explain = "explicit density: a weighted sum of Gaussians, fitted by EM"
+    failure_hint = "more --components, or a larger --reg-covar"
     weights: torch.Tensor  # [K]
     means: torch.Tensor  # [K, D]
     covariances: torch.Tensor  # [K, D, D] (full) or [K, D] (diag)
     _prec: torch.Tensor
     _log_det: torch.Tensor
+
+    @classmethod
+    def default_steps(cls, data: Dataset) -> int:
+        return DEFAULT_EM_STEPS  # EM stops earlier when it converges (--tol)
 
     @classmethod
     def bench_options(cls, data: Dataset) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class VAE(Model, LikelihoodBound, Encoder):
     Config = VAEConfig
     phases = ("main",)
     explain = "implicit: z ~ N(0, I) through a decoder, trained on the ELBO"
+    failure_hint = "a longer run (--steps), --kl-warmup 1000 or --free-bits 0.1"
     steps_done: torch.Tensor  # [] training steps taken, for the KL warm-up
 
     @classmethod

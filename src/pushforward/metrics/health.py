@@ -1,0 +1,66 @@
+"""After training, has the model visibly failed? Cheap checks in the data's own space, so that
+a run of 64 identical blobs is named as such instead of passing silently:
+
+- posterior collapse: an encoder whose codes carry no information (no active unit);
+- mode collapse: samples nearly identical (their spread a small fraction of the data's);
+- samples off the data: few held-out examples have a sample among their k nearest neighbours
+  (k-NN coverage, Naeem et al. 2020, in data space);
+- and what the model itself reads from its training log (a GAN's discriminator that has won).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..data import Dataset
+from ..models import MODELS, Encoder, Model
+from .features import prdc
+
+SPREAD_FLOOR = 0.1  # samples' mean squared pairwise distance over the data's
+COVERAGE_FLOOR = 0.1  # fraction of held-out examples with a sample among their 5 neighbours
+ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code mean varies more than this
+
+
+@torch.no_grad()
+def health(
+    model: Model, raw: Dataset, data: Dataset, history: list[dict[str, Any]], n: int = 1000
+) -> tuple[dict[str, Any], list[str]]:
+    """(the numbers checked, a reason for each failed check). ``raw`` is the data as loaded,
+    which samples are compared with; ``data`` as training saw it, which the encoder reads."""
+    held = raw.test if raw.test is not None else raw.train
+    real = held[:n].flatten(1).double().cpu()  # [n, D]
+    fake = model.sample(n, torch.Generator().manual_seed(0)).flatten(1).double().cpu()
+    if raw.kind == "points":  # every coordinate counts alike
+        scale = raw.train.flatten(1).double().std(0).clamp_min(1e-12).cpu()
+        real, fake = real / scale, fake / scale
+    m = min(500, len(real), len(fake))
+    spread = float(torch.pdist(fake[:m]).pow(2).mean() / torch.pdist(real[:m]).pow(2).mean())
+    numbers: dict[str, Any] = {
+        "sample_spread": round(spread, 4),
+        "coverage": round(prdc(real, fake)["coverage"], 4),
+    }
+    reasons = list(model.training_failures(history))
+    if isinstance(model, Encoder):
+        seen = data.test if data.test is not None else data.train
+        mu = torch.cat([model.encode(c.to(model.device))[0].cpu() for c in seen[:n].split(500)])
+        numbers["active_units"] = int((mu.var(0) > ACTIVE_VARIANCE).sum())
+        if numbers["active_units"] == 0:
+            reasons.append(
+                f"posterior collapse: none of the {mu.shape[1]} latent dimensions carries "
+                "information"
+            )
+    if spread < SPREAD_FLOOR:
+        reasons.append(f"samples are nearly identical (their spread is {spread:.0%} of the data's)")
+    if numbers["coverage"] < COVERAGE_FLOOR:
+        reasons.append(
+            f"samples reach only {numbers['coverage']:.0%} of the held-out examples (k-NN coverage)"
+        )
+    return numbers, reasons
+
+
+def failure_line(model: str, data: str, reasons: list[str]) -> str:
+    """The one line that names a failed model, why, and what to try."""
+    hint = MODELS[model].failure_hint if model in MODELS else "other options"
+    return f"{model} on {data} has visibly failed: {'; '.join(reasons)}; try {hint}"

@@ -21,13 +21,17 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def readme_commands() -> list[list[str]]:
+def readme_commands(smoke: bool | None = None) -> list[list[str]]:
+    """The README's commands; ``smoke`` True keeps those under a "# smoke run" line, False the
+    others (a model trained by one of those must work)."""
     cmds = []
     for block in _blocks("bash"):
-        for line in block.splitlines():
-            line = line.split("#")[0].strip()
-            if line.startswith("pushforward "):
+        marked = False
+        for raw in block.splitlines():
+            line = raw.split("#")[0].strip()
+            if line.startswith("pushforward ") and smoke in (None, marked):
                 cmds.append(shlex.split(line)[1:])
+            marked = raw.strip().startswith("# smoke run")
     return cmds
 
 
@@ -41,11 +45,21 @@ def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
     for args in readme_commands():
         code, _out, err = cli(*args)
         assert code == 0, (args, err)
+    # every model a README command trains works (no warning after training), but for the
+    # lines marked as smoke runs
+    for args in readme_commands(smoke=False):
+        if args[0] == "train":
+            out = args[args.index("--out") + 1]
+            info = json.loads((tmp_path / out / "model.json").read_text())["info"]
+            assert info["warnings"] == [], (args, info)
+    assert len(readme_commands(smoke=True)) == 3
     demo = json.loads((tmp_path / "pushforward-demo" / "summary.json").read_text())
     assert demo["ring8"]["gmm"]["nll_nats"] < -4.2  # the 8 modes found: near the true entropy
     assert demo["ring8"]["gan"]["modes"] >= 6 and demo["ring8"]["vae"]["modes"] >= 6
     assert demo["digits"]["vae"]["elbo"] > -30  # untrained: about -44
     assert set(demo["digits"]) == set(demo["ring8"]) == {"gmm", "vae", "gan"}
+    assert not [m for d in demo.values() for m in d.values() if "warning" in m]
+    assert demo["digits"]["gan"]["fd"] < 40 and demo["digits"]["gan"]["recall"] > 0.8
     html = (tmp_path / "pushforward-demo" / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html  # self-contained
     ev = json.loads((tmp_path / "runs" / "gmm-ring8" / "eval.json").read_text())
@@ -74,6 +88,8 @@ def test_readme_python_api_runs(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     assert json.loads((runs / "api-gmm" / "eval.json").read_text())["nll_nats"] < -4.2
     assert json.loads((runs / "api-vae" / "eval.json").read_text())["elbo"] < 0
+    for name in ("api-vae", "api-gmm"):  # both train a working model
+        assert json.loads((runs / name / "model.json").read_text())["info"]["warnings"] == []
 
 
 def test_run_folder_layout_and_values(cli, tmp_path: Path) -> None:

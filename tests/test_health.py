@@ -42,8 +42,10 @@ def _warnings(path: str) -> tuple[dict, list[str]]:
         ),
         # a KL weight of 50 leaves the codes empty
         ("vae", {"data": "digits", "steps": 300, "beta": 50.0}, "posterior collapse"),
+        # one Gaussian over 25 tight modes: a cloud, almost none of it on the data
+        ("gmm", {"data": "grid25", "components": 1}, "k-NN precision"),
     ],
-    ids=["gan-d-wins", "gan-collapse", "vae-posterior-collapse"],
+    ids=["gan-d-wins", "gan-collapse", "vae-posterior-collapse", "gmm-cloud"],
 )
 def test_a_failed_model_is_named_in_one_line(model: str, options: dict, needle: str, cli) -> None:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]

@@ -3,8 +3,10 @@ a run of 64 identical blobs is named as such instead of passing silently:
 
 - posterior collapse: an encoder whose codes carry no information (no active unit);
 - mode collapse: samples nearly identical (their spread a small fraction of the data's);
-- samples off the data: few held-out examples have a sample among their k nearest neighbours
-  (k-NN coverage, Naeem et al. 2020, in data space);
+- samples missing the data: few held-out examples have a sample among their 5 nearest
+  neighbours (k-NN coverage, Naeem et al. 2020, in data space);
+- samples off the data: few samples fall within the data's k-NN balls (k-NN precision,
+  Kynkäänniemi et al. 2019), as for a diffuse cloud over separate modes;
 - and what the model itself reads from its training log (a GAN's discriminator that has won).
 """
 
@@ -20,6 +22,7 @@ from .features import prdc
 
 SPREAD_FLOOR = 0.1  # samples' mean squared pairwise distance over the data's
 COVERAGE_FLOOR = 0.1  # fraction of held-out examples with a sample among their 5 neighbours
+PRECISION_FLOOR = 0.05  # fraction of samples within a held-out example's 3-NN radius
 ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code mean varies more than this
 
 
@@ -37,9 +40,11 @@ def health(
         real, fake = real / scale, fake / scale
     m = min(500, len(real), len(fake))
     spread = float(torch.pdist(fake[:m]).pow(2).mean() / torch.pdist(real[:m]).pow(2).mean())
+    near = prdc(real, fake)
     numbers: dict[str, Any] = {
         "sample_spread": round(spread, 4),
-        "coverage": round(prdc(real, fake)["coverage"], 4),
+        "coverage": round(near["coverage"], 4),
+        "precision": round(near["precision"], 4),
     }
     reasons = list(model.training_failures(history))
     if isinstance(model, Encoder):
@@ -56,6 +61,11 @@ def health(
     if numbers["coverage"] < COVERAGE_FLOOR:
         reasons.append(
             f"samples reach only {numbers['coverage']:.0%} of the held-out examples (k-NN coverage)"
+        )
+    if numbers["precision"] < PRECISION_FLOOR:
+        reasons.append(
+            f"only {numbers['precision']:.0%} of samples lie on the data (k-NN precision): "
+            "most fall between or beyond it"
         )
     return numbers, reasons
 

@@ -38,7 +38,7 @@ def readme_commands(smoke: bool | None = None) -> list[list[str]]:
 def test_readme_shows_the_main_commands() -> None:
     firsts = {c[0] for c in readme_commands()}
     assert {"demo", "data", "train", "sample", "eval"} <= firsts
-    assert "python -m pytest -q" in README.read_text()
+    assert "python -m pytest -q -n 2" in README.read_text()
 
 
 def test_every_readme_command_runs(cli, tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ import torch
 from ..data import Dataset
 from ..models import MODELS, Encoder, Model
 from .features import prdc
+from .latent import active_units, encoder_means
 
 SPREAD_FLOOR = 0.1  # samples' mean squared pairwise distance over the data's
 COVERAGE_FLOOR = 0.1  # fraction of held-out examples with a sample among their 5 neighbours
 PRECISION_FLOOR = 0.05  # fraction of samples within a held-out example's 3-NN radius
-ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code mean varies more than this
 
 
 @torch.no_grad()
@@ -49,8 +49,8 @@ def health(
     reasons = list(model.training_failures(history))
     if isinstance(model, Encoder):
         seen = data.test if data.test is not None else data.train
-        mu = torch.cat([model.encode(c.to(model.device))[0].cpu() for c in seen[:n].split(500)])
-        numbers["active_units"] = int((mu.var(0) > ACTIVE_VARIANCE).sum())
+        mu = encoder_means(model, seen[:n].to(model.device))[0]
+        numbers["active_units"] = active_units(mu)
         if numbers["active_units"] == 0:
             reasons.append(
                 f"posterior collapse: none of the {mu.shape[1]} latent dimensions carries "

@@ -29,6 +29,27 @@ def log_aggregate_posterior(
     return torch.cat(out) - math.log(len(mu))
 
 
+ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code mean varies more than this
+
+
+@torch.no_grad()
+def encoder_means(
+    model: Encoder, x: torch.Tensor, chunk: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of q(z|x) for x [n, *shape] on the model's device: two [n, d], float64
+    on the CPU."""
+    mu, logvar = (
+        torch.cat(t).double().cpu()
+        for t in zip(*(model.encode(c) for c in x.split(chunk)), strict=True)
+    )
+    return mu, logvar
+
+
+def active_units(mu: torch.Tensor) -> int:
+    """Latent dimensions whose code mean varies over the data (Burda et al. 2015): mu [n, d]."""
+    return int((mu.var(0) > ACTIVE_VARIANCE).sum())
+
+
 @torch.no_grad()
 def latent_metrics(
     model: Encoder, real: torch.Tensor, seed: int, n: int = 2000, prior_samples: int = 10_000
@@ -36,10 +57,7 @@ def latent_metrics(
     """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction."""
     g = torch.Generator().manual_seed(seed)
     x = real[:n]
-    mu, logvar = (
-        torch.cat(t).double().cpu()
-        for t in zip(*(model.encode(c) for c in x.split(500)), strict=True)
-    )
+    mu, logvar = encoder_means(model, x)
     std = (0.5 * logvar).exp()
     z = mu + std * torch.randn(mu.shape, generator=g, dtype=mu.dtype)  # one z ~ q(z|x) per x
     log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]
@@ -53,7 +71,7 @@ def latent_metrics(
     # a prior sample lies in a hole where q(z) is lower than at 99% of the posterior's own samples
     threshold = torch.quantile(log_q_agg, 0.01)
     out: dict[str, Any] = {
-        "active_units": int((mu.var(0) > 0.01).sum()),
+        "active_units": active_units(mu),
         "mutual_info": float(log_q_own.mean() - log_q_agg.mean()),
         "agg_posterior_kl": float((log_q_agg - log_prior).mean()),
         "prior_holes": float((log_q_at_prior < threshold).double().mean()),

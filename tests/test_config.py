@@ -34,7 +34,7 @@ def test_json_round_trip() -> None:
         ({"tol": "small"}, "number"),
         ({"seed": True}, "integer"),
         ({"covariance": "spherical"}, "full, diag"),
-        ({"components": None}, "cannot be empty"),
+        ({"tol": None}, "cannot be empty"),
     ],
 )
 def test_bad_values_are_named(given: dict[str, object], needle: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import pushforward
 from pushforward.models import MODELS
@@ -109,3 +110,29 @@ def test_defaults_work_on_a_users_data(kind: str, tmp_path: Path) -> None:
     assert info["warnings"] == [] and info["health"]["coverage"] > 0.2, info  # measured 0.29+
     if kind == "npy":
         assert run.evaluate(["two_sample"], write=False)["mmd"] < 0.01
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_defaults_on_fashion_mnist() -> None:
+    """The GAN and the VAE on Fashion-MNIST with their defaults, 1,000 steps: no warning, every
+    class drawn, and a Fréchet distance far below an untrained model's. One test, so that the
+    feature classifier (about 2 minutes) is trained once; it must classify 90% of the test set.
+    docs/benchmarks.md#defaults has the 5,000-step numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the classifier, as on a user's first evaluation
+    try:
+        for model in ("gan", "vae"):
+            run = pushforward.train(
+                model, data="fashion-mnist", out=model, progress=False, steps=1000
+            )
+            info = json.loads((run.path / "model.json").read_text())["info"]
+            e = run.evaluate(["features"], n_fake=5000, write=False)
+            assert e["classifier_accuracy"] >= 0.90, e
+            # measured (1,000 steps): FD 162 (GAN) and 169 (VAE), class KL 0.11 and 0.02;
+            # one untrained step of the GAN: FD 1194, class KL 2.30 (one class), warned
+            assert info["warnings"] == [] and e["fd"] < 300 and e["class_kl"] < 0.25, (e, info)
+    finally:
+        torch.set_num_threads(threads)

@@ -222,22 +222,3 @@ def test_two_sample_floor_is_below_a_poor_model() -> None:
     out = two_sample(real, 1.5 * torch.randn(1000, 2, generator=g), floor=other)
     assert out["w2_floor"] < out["w2"] and out["mmd_floor"] < out["mmd"]
     assert out["two_sample_n"] == 1000
-
-
-@pytest.mark.skipif(
-    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
-def test_fashion_classifier_reaches_90_percent() -> None:
-    """The feature network that Fashion-MNIST's FD and PRDC rely on; trained here on both
-    cores (about 2 minutes), as on a user's first evaluation."""
-    from pushforward.data import load_dataset
-    from pushforward.metrics.features import classifier_for
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        _, info = classifier_for(load_dataset("fashion-mnist"))
-    finally:
-        torch.set_num_threads(threads)
-    assert info["test_accuracy"] >= 0.90, info

@@ -286,9 +286,9 @@ def test_validation_scores_the_bound_the_model_trains_on() -> None:
 
     torch.manual_seed(0)
     val = torch.bernoulli(torch.rand(50, 1, 8, 8))
-    iw = VAE(VAEConfig(likelihood="bernoulli", hidden=16, iw_samples=6), (1, 8, 8))
+    iw = VAE(VAEConfig(likelihood="bernoulli", latent_dim=16, hidden=16, iw_samples=6), (1, 8, 8))
     score = validate(iw, val)
     assert score == pytest.approx(-likelihood.iwae(iw, val, k=6, seed=0)["nll_nats"], rel=1e-6)
     assert score > likelihood.elbo(iw, val, seed=0)["elbo"] + 0.1
-    plain = VAE(VAEConfig(likelihood="bernoulli", hidden=16), (1, 8, 8))
+    plain = VAE(VAEConfig(likelihood="bernoulli", latent_dim=16, hidden=16), (1, 8, 8))
     assert validate(plain, val) == pytest.approx(likelihood.elbo(plain, val, seed=0)["elbo"])

@@ -286,7 +286,7 @@ def _prepare_data(
     with their data-dependent defaults filled; every option is checked here, before the run
     folder is touched."""
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
-    mcfg = cls.resolve_config(mcfg, raw.kind)
+    mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
     mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)
     tcfg = replace(tcfg, binarize=mode)
     if tcfg.steps is None and tcfg.epochs is None and tcfg.minutes is None:

@@ -9,7 +9,10 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from pushforward.data import Dataset
 
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
 
@@ -82,3 +85,11 @@ def write_images(
             folder / f"{i:03d}.{ext}"
         )
     return folder
+
+
+def shaped(shape: tuple[int, ...], n: int = 64) -> Dataset:
+    """A small random data set of examples shaped ``shape`` (points or images), for building
+    models with their data-dependent defaults."""
+    kind = "images" if len(shape) == 3 else "points"
+    train = torch.rand(n, *shape, generator=torch.Generator().manual_seed(0))
+    return Dataset(name="shaped", kind=kind, train=train, test=None, source="generated")

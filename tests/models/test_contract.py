@@ -19,6 +19,8 @@ from pushforward.data import load_dataset
 from pushforward.errors import Interrupted, PushforwardError
 from pushforward.models import MODELS, Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model
 
+from ..data.builders import shaped
+
 NAMES = list(MODELS)
 STEPS = 12
 KINDS = {"points": "moons", "images": "digits"}
@@ -31,8 +33,8 @@ def _train(name: str, out: str, data: str = "moons", **options: object) -> pushf
 
 def _build(name: str, kind: str) -> Model:
     cls = MODELS[name]
-    shape = load_dataset(KINDS[kind]).shape
-    return cls(cls.resolve_config(cls.Config(), kind), shape)
+    data = load_dataset(KINDS[kind])
+    return cls(cls.resolve_config(cls.Config(), data), data.shape)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -147,6 +149,11 @@ def test_bad_options_are_user_errors(name: str) -> None:
             bad = int(bad) if f.type.startswith("int") else bad
             with pytest.raises(PushforwardError, match=f.name):
                 _train(name, "x", **{f.name: bad})
-            cfg = cls.resolve_config(dataclasses.replace(cls.Config(), **{f.name: bad}), "points")
+            # built in Python: refused by resolve_config or, given a full config, the model
+            cfg = dataclasses.replace(
+                cls.resolve_config(cls.Config(), shaped((2,))), **{f.name: bad}
+            )
+            with pytest.raises(PushforwardError, match=f.name.replace("_", "-")):
+                cls.resolve_config(cfg, shaped((2,)))
             with pytest.raises(PushforwardError, match=f.name.replace("_", "-")):
                 cls(cfg, (2,))

@@ -10,6 +10,8 @@ import torch
 from pushforward.loop import train_only
 from pushforward.models.gan import GAN, GAN_LOSSES, PLAIN_GAN, GANConfig
 
+from ..data.builders import shaped
+
 
 def test_losses_are_the_papers_formulas() -> None:
     real, fake = torch.randn(64), torch.randn(64)
@@ -65,7 +67,7 @@ def test_schedule_and_noise_options() -> None:
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 def test_conv_gan_shapes_and_range(shape: tuple[int, ...]) -> None:
-    gan = GAN(GAN.resolve_config(GANConfig(arch="conv", hidden=8), "images"), shape)
+    gan = GAN(GAN.resolve_config(GANConfig(arch="conv", hidden=8), shaped(shape)), shape)
     x = gan.sample(6)
     assert x.shape == (6, *shape) and float(x.min()) >= 0 and float(x.max()) <= 1
     for phase in gan.phases:
@@ -147,7 +149,9 @@ def test_packing_stacks_samples_for_d() -> None:
     gan = GAN(GANConfig(pack=3, hidden=8, depth=1), (2,))
     assert gan.discriminator[1][0].in_features == 6
     assert gan.discriminate(torch.randn(10, 2)).shape == (3,)  # 10 // 3 packs, the rest dropped
-    conv = GAN(GAN.resolve_config(GANConfig(pack=2, arch="conv", hidden=8), "images"), (1, 8, 8))
+    conv = GAN(
+        GAN.resolve_config(GANConfig(pack=2, arch="conv", hidden=8), shaped((1, 8, 8))), (1, 8, 8)
+    )
     assert conv.discriminate(torch.rand(8, 1, 8, 8)).shape == (4,)
 
 
@@ -260,6 +264,6 @@ def test_every_remedy_trains_through_the_one_loop_and_acts(
 def test_optimizers_use_the_fused_kernel_on_cpu() -> None:
     from pushforward.models.vae import VAE, VAEConfig
 
-    models = [GAN(GANConfig(), (2,)), VAE(VAE.resolve_config(VAEConfig(), "points"), (2,))]
+    models = [GAN(GANConfig(), (2,)), VAE(VAE.resolve_config(VAEConfig(), shaped((2,))), (2,))]
     opts = [opt for m in models for opt in m.optimizers().values()]
     assert len(opts) == 3 and all(opt.defaults["fused"] for opt in opts)

@@ -12,9 +12,11 @@ from torch import distributions as D
 import pushforward
 from pushforward.models.vae import VAE, VAEConfig
 
+from ..data.builders import shaped
+
 
 def _vae(shape: tuple[int, ...], **kw: object) -> VAE:
-    cfg = VAE.resolve_config(VAEConfig(**kw), "images" if len(shape) == 3 else "points")  # type: ignore[arg-type]
+    cfg = VAE.resolve_config(VAEConfig(**kw), shaped(shape))  # type: ignore[arg-type]
     return VAE(cfg, shape)
 
 

@@ -39,9 +39,9 @@ class Model(nn.Module, ABC):
     data_shape: tuple[int, ...]
 
     @classmethod
-    def resolve_config(cls, cfg: Any, kind: str) -> Any:
-        """Fill data-dependent defaults and refuse options that cannot work on this ``kind``
-        of data ("points" or "images"), before the model is built."""
+    def resolve_config(cls, cfg: Any, data: Dataset, seed: int = 0) -> Any:
+        """Fill data-dependent defaults and refuse options that cannot work on ``data`` (its
+        kind, shape, size), before the model is built; ``seed`` is the run's."""
         return cfg
 
     @classmethod

@@ -113,8 +113,9 @@ class GAN(Model):
     )
 
     @classmethod
-    def resolve_config(cls, cfg: GANConfig, kind: str) -> GANConfig:
-        if cfg.arch == "conv" and kind != "images":
+    def resolve_config(cls, cfg: GANConfig, data: Dataset, seed: int = 0) -> GANConfig:
+        check_bounds(cfg)
+        if cfg.arch == "conv" and data.kind != "images":
             raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
         return cfg
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,11 +19,17 @@ from ..config import check_bounds, option
 from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
 from .base import ExactDensity, FitsByEM, Model
+from .kmeans import kmeans, kmeans_plusplus
 
 
 @dataclass(frozen=True)
 class GMMConfig:
-    components: int = option(8, "mixture components K", at_least=1)
+    components: int | None = option(
+        None,
+        "mixture components K (default: the K of 1, 2, 4, ..., 64 that scores best on held-out "
+        "training examples)",
+        at_least=1,
+    )
     covariance: str = option("full", "covariance per component", ("full", "diag"))
     tol: float = option(
         1e-3, "EM stops when the mean log-likelihood changes less than this", at_least=0
@@ -37,62 +43,12 @@ class GMMConfig:
 
 
 DEFAULT_EM_STEPS = 100
+SEARCH_K = (1, 2, 4, 8, 16, 32, 64)
+SEARCH_EXAMPLES = 10_000  # the search for K fits on at most this many training examples
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _CHUNK_BYTES = 256 * 2**20  # cap on the [K, chunk, D] temporary of the full-covariance E-step
 _FEATURE_BYTES = 512 * 2**20  # cap on the quadratic features of a low-dimensional full fit
 _FEATURE_MAX_DIM = 4
-
-
-def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007): x [N, D] -> centres [k, D].
-
-    Each new centre is the best of 2 + log(k) candidates drawn by squared distance, which keeps
-    well-separated clusters from sharing a centre.
-    """
-    n = len(x)
-    trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=generator))
-    centres = [x[first]]
-    d2 = (x - x[first]).pow(2).sum(1)  # [N]
-    x2 = x.pow(2).sum(1)  # [N]: |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one GEMM per centre
-    for _ in range(1, k):
-        # draw candidates with probability d2 / sum(d2) by inverting the cumulative sum: one
-        # O(N) scan, where torch.multinomial over N weights cost milliseconds per centre
-        cdf = torch.cumsum(d2, 0)
-        if cdf[-1] > 0:
-            u = torch.rand(trials, generator=generator, dtype=cdf.dtype).to(cdf.device)
-            cand = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=n - 1)
-        else:
-            cand = torch.randint(n, (trials,), generator=generator).to(x.device)
-        c = x[cand]  # [T, D]
-        dist = (x2[None] - 2 * (c @ x.T) + c.pow(2).sum(1, keepdim=True)).clamp_(min=0)
-        cand_d2 = torch.minimum(d2[None], dist)  # [T, N]
-        best = int(cand_d2.sum(1).argmin())
-        centres.append(x[cand[best]])
-        d2 = cand_d2[best]
-    return torch.stack(centres)
-
-
-def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Index of each point's nearest centre [N]: argmin_k |c_k|^2 - 2 x.c_k (|x|^2 is the same
-    for every k), one GEMM per chunk."""
-    c2 = centres.pow(2).sum(1)  # [K]
-    return torch.cat([(c2 - 2 * (xc @ centres.T)).argmin(1) for xc in x.split(chunk)])
-
-
-def kmeans(x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int) -> torch.Tensor:
-    """Lloyd iterations from ``centres``; returns each point's cluster label [N]."""
-    tol = 1e-4 * x.var(0, correction=0).mean()
-    for _ in range(iters):
-        labels = _nearest(x, centres, chunk)
-        counts = torch.bincount(labels, minlength=len(centres)).to(x.dtype)
-        sums = torch.zeros_like(centres).index_add_(0, labels, x)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
-        shift = (new - centres).pow(2).sum()
-        centres = new
-        if shift <= tol:
-            break
-    return _nearest(x, centres, chunk)
 
 
 class GMM(Model, ExactDensity, FitsByEM):
@@ -106,6 +62,39 @@ class GMM(Model, ExactDensity, FitsByEM):
     covariances: torch.Tensor  # [K, D, D] (full) or [K, D] (diag)
     _prec: torch.Tensor
     _log_det: torch.Tensor
+
+    @classmethod
+    def resolve_config(cls, cfg: GMMConfig, data: Dataset, seed: int = 0) -> GMMConfig:
+        """Without --components, K is chosen on the data (``choose_components``)."""
+        check_bounds(cfg)  # before any work
+        if cfg.components is None:
+            cfg = replace(cfg, components=cls.choose_components(cfg, data.train, seed))
+        return cfg
+
+    @classmethod
+    def choose_components(cls, cfg: GMMConfig, x: torch.Tensor, seed: int = 0) -> int:
+        """K by held-out log-likelihood, as a practitioner would choose it: EM for K = 1, 2,
+        4, ... on 90% of (at most 10,000) training examples, scored on the other 10%; the
+        search stops once two larger K in a row score no better. Too few components blur the
+        modes together (8 Gaussians on grid25's 25 modes); too many overfit the held-out part."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(x), generator=g)[:SEARCH_EXAMPLES]
+        n_val = max(1, len(idx) // 10)
+        held_out, fit = x[idx[:n_val]], x[idx[n_val:]]
+        best_k, best, worse = 1, -math.inf, 0
+        for k in SEARCH_K:
+            if k > max(1, len(fit) // 10):  # fewer than 10 examples per component
+                break
+            model = cls(replace(cfg, components=k), tuple(x.shape[1:]))
+            model.fit(fit, DEFAULT_EM_STEPS, g)
+            score = float(model.log_prob(held_out).mean())
+            if score > best:  # a NaN never wins
+                best_k, best, worse = k, score, 0
+            else:
+                worse += 1
+                if worse == 2:
+                    break
+        return best_k
 
     @classmethod
     def default_steps(cls, data: Dataset) -> int:
@@ -122,6 +111,8 @@ class GMM(Model, ExactDensity, FitsByEM):
     def __init__(self, config: GMMConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         check_bounds(config)
+        if config.components is None:
+            raise ValueError("resolve_config first")  # an internal misuse, not a user error
         self.config, self.data_shape = config, tuple(data_shape)
         k, d = config.components, math.prod(data_shape)
         dt = _DTYPES[config.dtype]
@@ -330,7 +321,7 @@ class GMM(Model, ExactDensity, FitsByEM):
         """Fit by EM on x [N, *shape]; ``callback(iteration, mean_log_likelihood)`` runs after
         each step and stops EM early by returning True (a time budget, say)."""
         x = self._flat(x)
-        k = self.config.components
+        k = len(self.means)
         if len(x) < k:
             raise PushforwardError(f"--components {k}: more components than the {len(x)} examples")
         generator = generator or torch.Generator().manual_seed(0)

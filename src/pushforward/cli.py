@@ -174,7 +174,12 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
     if args.n < 1 or args.steps < 2:
         raise PushforwardError("-n must be at least 1 and --steps at least 2")
+    if args.out and Path(args.out).suffix not in (".png", ".npy"):
+        raise PushforwardError(f"--out {args.out}: unknown file type; use FILE.png or FILE.npy")
     run = Run.load(args.run)
+    picture = not args.out or Path(args.out).suffix == ".png"
+    # a picture shows at most 64 images or 100,000 points: draw no more than it shows
+    shown = min(args.n, 64 if run.data.kind == "images" else 100_000) if picture else args.n
     nrow = None
     if args.recon:
         orig, rec = run.reconstructions(args.n, args.seed)
@@ -190,7 +195,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
             "interpolations",
         )
     else:
-        x, kind = run.sample(args.n, args.seed, args.sampler, args.components), "samples"
+        x, kind = run.sample(shown, args.seed, args.sampler, args.components), "samples"
     out = Path(args.out) if args.out else run.path / f"{kind}-n{args.n}-seed{args.seed}.png"
     if out.suffix == ".npy":
         buf = io.BytesIO()
@@ -200,9 +205,13 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         ref = run.data.train[:20000].cpu()
         title = f"{run.model_name}: {kind}"
         plots.write(out, plots.samples_figure(x, ref, title, run.data.log_prob, nrow=nrow))
+    if kind != "samples" or shown == args.n:
+        print(f"wrote {out} ({args.n} {kind})")
     else:
-        raise PushforwardError(f"--out {out}: unknown file type; use FILE.png or FILE.npy")
-    print(f"wrote {out} ({len(x)} {kind})")
+        print(
+            f"wrote {out} ({shown:,} of the {args.n:,} samples: a picture shows at most that "
+            "many; --out FILE.npy writes them all)"
+        )
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

@@ -3,6 +3,8 @@ the CLI and the Python API alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,11 @@ from .errors import PushforwardError
 from .metrics import EvalInput, evaluate
 from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model
+from .resources import check_fits
 from .runs import EVAL, HISTORY, WEIGHTS, WEIGHTS_META, load_model, read_train_config, save_model
+
+SAMPLE_CHUNK = 65_536  # samples drawn at once: bounds the networks' activations for any n
+EXPOST_CODES = 20_000  # training codes the ex-post latent GMM is fitted to
 
 
 class Run:
@@ -94,18 +100,28 @@ class Run:
         instead of from the prior, so samples come from where the data's codes actually are."""
         if n < 1:
             raise PushforwardError(f"-n {n}: ask for at least one sample")
-        g = torch.Generator().manual_seed(seed)
-        if sampler == "prior":
-            return self.model.sample(n, generator=g).cpu()
-        if sampler != "gmm":
+        if sampler not in ("prior", "gmm"):
             raise PushforwardError(f"--sampler {sampler!r}: choose prior or gmm")
-        model = self._encoder("--sampler gmm")
-        z = self.expost_gmm(components).sample(n, g)
-        return model.generate(z, g).cpu()
+        dim = self.data.dim
+        check_fits(8 * n * dim, f"-n {n}: {n:,} samples of {dim} values", "ask for fewer")
+        g = torch.Generator().manual_seed(seed)
+        draw: Callable[[int], torch.Tensor]
+        if sampler == "prior":
+            draw = partial(self.model.sample, generator=g)
+        else:
+            model, density = self._encoder("--sampler gmm"), self.expost_gmm(components)
+            draw = lambda m: model.generate(density.sample(m, g), g)  # noqa: E731
+        # in chunks, so the networks' activations stay bounded for any n
+        return torch.cat([draw(min(SAMPLE_CHUNK, n - i)).cpu() for i in range(0, n, SAMPLE_CHUNK)])
 
     def expost_gmm(self, components: int = 10) -> GMM:
         """The ex-post latent GMM (K components, full covariances), fitted once and kept in the
         run folder as expost-gmm-K.safetensors + .json."""
+        if not 1 <= components <= EXPOST_CODES:
+            raise PushforwardError(
+                f"--components {components}: the ex-post GMM is fitted to at most "
+                f"{EXPOST_CODES:,} codes; choose 1 to {EXPOST_CODES:,} (10 is usual)"
+            )
         weights, meta = (
             self.path / f"expost-gmm-{components}.safetensors",
             self.path / f"expost-gmm-{components}.json",
@@ -118,7 +134,7 @@ class Run:
         model = self._encoder("--sampler gmm")
         x = self.data.train[
             torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(0))[
-                :20_000
+                :EXPOST_CODES
             ]
         ]
         with torch.no_grad():

@@ -47,6 +47,7 @@ from .loop import (
 from .metrics.health import failure_line, health
 from .models import MODELS, FitsByEM, LikelihoodBound, Model
 from .models.gmm import DEFAULT_EM_STEPS
+from .resources import check_fits, model_bytes
 from .run import Run
 from .runs import (
     BEST,
@@ -308,6 +309,22 @@ def _prepare_data(
     return raw, data, val, tcfg, mcfg
 
 
+def _build(cls: type[Model], name: str, mcfg: Any, data: Dataset, device: torch.device) -> Model:
+    """The model on ``device``, fitted to the data (``prepare``), once its size is known to fit
+    in memory: weights, gradients and two Adam moments, counted before anything is allocated."""
+    size = model_bytes(lambda: cls(mcfg, data.shape))
+    if size is not None:
+        check_fits(
+            4 * size,
+            f"the {name} with these options ({size // 4:,} parameters)",
+            "use a smaller --hidden, --latent-dim or --depth",
+            device,
+        )
+    model = cls(mcfg, data.shape).to(device)
+    model.prepare(data)
+    return model
+
+
 def _fit(
     cls: type[Model],
     model_name: str,
@@ -319,14 +336,13 @@ def _fit(
     device: torch.device,
 ) -> Run:
     raw, data, val, tcfg, mcfg = _prepare_data(cls, model_name, tcfg, mcfg)
+    torch.manual_seed(tcfg.seed + dist.rank())
+    model = _build(cls, model_name, mcfg, data, device)  # before the folder is touched
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
     resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg)
     if resuming and issubclass(cls, FitsByEM):  # EM is not checkpointed mid-fit: it refits
         resuming, overwrite = False, True
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
-    torch.manual_seed(tcfg.seed + dist.rank())
-    model = cls(mcfg, data.shape).to(device)
-    model.prepare(data)
     if dist.is_main() and not resuming:
         write_config(run_dir, model_name, model, tcfg, data, device)
     log = Logger(run_dir / HISTORY, run_dir / "tensorboard" if tcfg.tensorboard else None)

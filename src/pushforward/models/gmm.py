@@ -18,6 +18,7 @@ from torch import nn
 from ..config import check_bounds, option
 from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
+from ..resources import check_fits
 from .base import ExactDensity, FitsByEM, Model
 from .kmeans import kmeans, kmeans_plusplus
 
@@ -68,8 +69,22 @@ class GMM(Model, ExactDensity, FitsByEM):
         """Without --components, K is chosen on the data (``choose_components``)."""
         check_bounds(cfg)  # before any work
         if cfg.components is None:
+            cls.check_memory(replace(cfg, components=1), data.dim)
             cfg = replace(cfg, components=cls.choose_components(cfg, data.train, seed))
+        cls.check_memory(cfg, data.dim)
         return cfg
+
+    @classmethod
+    def check_memory(cls, cfg: GMMConfig, d: int) -> None:
+        """Refuse a mixture whose parameters cannot be held: K covariances of D x D (full)
+        are kept with their precision factors, three such arrays in all."""
+        k, size = cfg.components or 1, torch.finfo(_DTYPES[cfg.dtype]).bits // 8
+        per = d * d if cfg.covariance == "full" else d
+        check_fits(
+            3 * k * per * size,
+            f"a {k}-component {cfg.covariance}-covariance mixture of {d}-d data",
+            "use fewer --components, or --covariance diag",
+        )
 
     @classmethod
     def choose_components(cls, cfg: GMMConfig, x: torch.Tensor, seed: int = 0) -> int:
@@ -84,6 +99,10 @@ class GMM(Model, ExactDensity, FitsByEM):
         best_k, best, worse = 1, -math.inf, 0
         for k in SEARCH_K:
             if k > max(1, len(fit) // 10):  # fewer than 10 examples per component
+                break
+            try:
+                cls.check_memory(replace(cfg, components=k), fit[0].numel())
+            except PushforwardError:
                 break
             model = cls(replace(cfg, components=k), tuple(x.shape[1:]))
             model.fit(fit, DEFAULT_EM_STEPS, g)

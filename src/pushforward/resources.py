@@ -1,0 +1,52 @@
+"""Memory a command is about to ask for, checked before it is allocated: a typo such as
+``--latent-dim 100000000`` or ``sample -n 1000000000000`` is refused with one line naming the
+option and the limit, instead of a failed allocation's traceback or the kernel's OOM killer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .errors import PushforwardError
+
+
+def available_bytes(device: torch.device | str = "cpu") -> int:
+    """Memory free on ``device`` now: MemAvailable on Linux, the free physical pages elsewhere,
+    the free memory of a CUDA device."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_fits(need: float, what: str, fix: str, device: torch.device | str = "cpu") -> None:
+    """Refuse ``need`` bytes for ``what`` when they exceed what ``device`` has free."""
+    free = available_bytes(device)
+    if need > free:
+        raise PushforwardError(f"{what} needs {gib(need)} but {device} has {gib(free)} free; {fix}")
+
+
+def model_bytes(build: Callable[[], nn.Module]) -> int | None:
+    """Bytes of the parameters and buffers ``build()`` would allocate, counted on the meta
+    device (nothing allocated); None when the model cannot be built there."""
+    try:
+        with torch.device("meta"):
+            model = build()
+    except (RuntimeError, NotImplementedError):
+        return None
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

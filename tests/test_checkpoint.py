@@ -83,7 +83,7 @@ def test_load_refuses_mismatched_or_foreign_checkpoints(run_dir: Path) -> None:
     (run_dir / "model.json").write_text(
         json.dumps({**meta, "model_config": {**meta["model_config"], "components": 3}})
     )
-    with pytest.raises(PushforwardError, match="do not match"):
+    with pytest.raises(PushforwardError, match="not the tensors of this run's model"):
         pushforward.load(str(run_dir))
     (run_dir / "model.json").write_text(json.dumps({**meta, "model": "resnet"}))
     with pytest.raises(PushforwardError, match="unknown model"):
@@ -125,8 +125,10 @@ def test_resume_refuses_a_checkpoint_of_another_version_or_model(tmp_path: Path)
     ckpt = tmp_path / "r" / "checkpoints" / "last.safetensors"
     tensors, meta = load_tensors_and_metadata(ckpt)
     full = json.loads(meta["checkpoint"])
+    beside = json.loads((ckpt.parent / "last.json").read_text())
     for change, needle in (({"format": 99}, "format 99"), ({"finished": False}, None)):
-        save_tensors(ckpt, tensors, {"checkpoint": json.dumps({**full, **change})})
+        sha = save_tensors(ckpt, tensors, {"checkpoint": json.dumps({**full, **change})})
+        (ckpt.parent / "last.json").write_text(json.dumps({**beside, "sha256": sha}))
         if needle is None:  # an unfinished checkpoint of this run resumes fine
             pushforward.train("gan", out="r", resume=True, **opts)
         else:
@@ -136,8 +138,12 @@ def test_resume_refuses_a_checkpoint_of_another_version_or_model(tmp_path: Path)
     pushforward.train("gan", out="w", checkpoint_every=5, **{**opts, "hidden": 32})
     wide, wide_meta = load_tensors_and_metadata(tmp_path / "w" / "checkpoints" / "last.safetensors")
     unfinished = json.dumps({**json.loads(wide_meta["checkpoint"]), "finished": False})
-    save_tensors(ckpt, wide, {"checkpoint": unfinished})
-    with pytest.raises(PushforwardError, match="not a checkpoint of this run"):
+    sha = save_tensors(ckpt, wide, {"checkpoint": unfinished})
+    with pytest.raises(PushforwardError, match="written by another run"):  # copied in
+        pushforward.train("gan", out="r", resume=True, **opts)
+    own = json.dumps({**json.loads(unfinished), "config_sha256": full["config_sha256"]})
+    save_tensors(ckpt, wide, {"checkpoint": own})
+    with pytest.raises(PushforwardError, match="not the tensors of this run's model"):
         pushforward.train("gan", out="r", resume=True, **opts)
 
 
@@ -149,8 +155,11 @@ def test_unwritable_metrics_log_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_gmm_resume_refits_from_the_start(tmp_path: Path) -> None:
+    """EM is not checkpointed mid-fit: an unfinished GMM run (killed before its model was
+    saved) is refitted; a finished one is left as it is (tests/test_hostile.py)."""
     opts = {"data": "ring8", "components": 8, "progress": False}
     first = pushforward.train("gmm", out="g", **opts)
+    (tmp_path / "g" / "model.safetensors").unlink()
     again = pushforward.train("gmm", out="g", resume=True, **opts)
     assert [r["step"] for r in again.history()] == [r["step"] for r in first.history()]
     assert torch.equal(first.model.means, again.model.means)  # EM is deterministic

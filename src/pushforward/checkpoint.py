@@ -8,6 +8,7 @@ Loading never unpickles: safetensors and JSON carry data only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -88,22 +89,40 @@ def read_json(path: str | Path) -> Any:
         raise PushforwardError(f"{path} is not valid JSON ({e}); restore it or retrain") from e
 
 
+def digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order, and the string
+    metadata of the header: a flipped bit, a header retyped (F32 -> I32) or reshaped, a tensor
+    renamed or a step count edited changes it."""
+    h = hashlib.sha256(json.dumps(metadata or {}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_tensors(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
+) -> str:
     """Save named tensors (contiguous CPU copies) as one safetensors file, atomically; the
-    optional string ``metadata`` rides in its header, so the two can never disagree."""
+    optional string ``metadata`` rides in its header, so the two can never disagree, with the
+    tensors' checksum (returned, for the JSON beside the file)."""
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(cpu, metadata=metadata))
+    sha = digest(cpu, metadata)
+    atomic_write_bytes(path, st_save(cpu, metadata={**(metadata or {}), "sha256": sha}))
+    return sha
 
 
-def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_tensors_and_metadata(path)[0]
+def load_tensors(path: str | Path, sha256: Any = None) -> dict[str, torch.Tensor]:
+    return load_tensors_and_metadata(path, sha256)[0]
 
 
-def load_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_tensors_and_metadata(
+    path: str | Path, sha256: Any = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors of a safetensors file and the string metadata of its header (JSON: data
-    only, nothing executed)."""
+    only, nothing executed), once they match the checksum in the header and ``sha256``, the
+    one the JSON beside the file recorded (files written before checksums have neither)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -119,7 +138,37 @@ def load_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor]
         ) from e
     if not isinstance(meta, dict):
         raise PushforwardError(f"{path} has a malformed header; restore it or retrain")
+    found = digest(tensors, {k: v for k, v in meta.items() if k != "sha256"})
+    for expected, where in ((meta.get("sha256"), "its header"), (sha256, "the JSON beside it")):
+        if expected is not None and expected != found:
+            raise PushforwardError(
+                f"{path}: its tensors do not match the checksum in {where} (the file was "
+                "damaged, altered or swapped); restore it or retrain"
+            )
     return tensors, meta
+
+
+def check_tensors(path: Path, got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors that are not the expected names, shapes and dtypes, or that hold NaN or
+    inf in floating point, before any of them reaches a model or an optimizer kernel."""
+    wrong = [
+        f"{k}: {tuple(got[k].shape)} {got[k].dtype}, expected {tuple(v.shape)} {v.dtype}"
+        for k, v in want.items()
+        if k in got and (got[k].shape != v.shape or got[k].dtype != v.dtype)
+    ]
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    bad = [k for k, t in got.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    problems = (
+        [f"missing {missing[:3]}"] * bool(missing)
+        + [f"unexpected {extra[:3]}"] * bool(extra)
+        + wrong[:3]
+        + [f"non-finite values in {bad[:3]}"] * bool(bad)
+    )
+    if problems:
+        raise PushforwardError(
+            f"{path}: not the tensors of this run's model and options ({'; '.join(problems)}); "
+            "the file belongs to another run or was altered: restore it or retrain"
+        )
 
 
 def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
@@ -210,13 +259,71 @@ def save_checkpoint(
                 tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     full = {
         **meta,
+        "config_sha256": _config_sha(folder),
         "optimizer_param_groups": groups,
         "rng": rng_meta,
         "version": __version__,
         "format": CHECKPOINT_FORMAT,
     }
-    save_tensors(folder / LAST, tensors, {"checkpoint": to_json(full)})
-    atomic_write_json(folder / LAST_JSON, {**full, "rng": "in last.safetensors"})
+    sha = save_tensors(folder / LAST, tensors, {"checkpoint": to_json(full)})
+    atomic_write_json(folder / LAST_JSON, {**full, "rng": "in last.safetensors", "sha256": sha})
+
+
+def _config_sha(folder: Path) -> str | None:
+    """The checksum of the run's config.json (beside checkpoints/), which ties a checkpoint to
+    its run: a checkpoint copied in from another run is refused."""
+    config = folder.parent / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest() if config.exists() else None
+
+
+_ADAM_STATE = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+def _check_checkpoint(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    opts: dict[str, torch.optim.Optimizer],
+) -> None:
+    """Every tensor of a checkpoint is what this model and its optimizers hold: the weights by
+    name, shape and dtype; each optimizer moment shaped like its parameter (a wrong shape made
+    the fused Adam kernel read out of bounds); the RNG states; all finite."""
+    want = {f"model.{k}": v for k, v in model.state_dict().items()}
+    want["rng.torch"] = torch.get_rng_state()
+    want["rng.numpy"] = torch.zeros(624, dtype=torch.int64)
+    for phase, opt in opts.items():
+        params = [p for group in opt.param_groups for p in group["params"]]
+        prefix = f"opt.{phase}."
+        for key, t in tensors.items():
+            if not key.startswith(prefix):
+                continue
+            pid, _, name = key[len(prefix) :].partition(".")
+            if not (pid.isdigit() and int(pid) < len(params) and name in _ADAM_STATE):
+                raise PushforwardError(
+                    f"{path}: unexpected optimizer tensor {key!r}; the file belongs to another "
+                    "run or was altered: restore it or retrain"
+                )
+            p = params[int(pid)]
+            want[key] = torch.zeros((), dtype=t.dtype) if name == "step" else p.detach()
+    # an optimizer holds state only for parameters it has stepped: what is there is checked
+    check_tensors(path, {k: v for k, v in tensors.items() if not k.startswith("rng.cuda.")}, want)
+
+
+def _check_position(path: Path, meta: dict[str, Any]) -> None:
+    """The checkpoint's counters are counts: a step past the planned total, or a string where a
+    number belongs, is refused rather than trained on."""
+    step, total = meta.get("step"), meta.get("total_steps")
+    ok = (
+        all(type(meta.get(k)) is int and meta[k] >= 0 for k in ("step", "batches"))
+        and isinstance(meta.get("seconds"), (int, float))
+        and type(meta.get("finished")) is bool
+        and (total is None or (type(total) is int and total >= step))  # type: ignore[operator]
+    )
+    if not ok:
+        raise PushforwardError(
+            f"{path}: its step counters are not consistent (step {step!r}, total_steps "
+            f"{total!r}); the file was altered: restore it or start a new run"
+        )
 
 
 def load_checkpoint(
@@ -225,6 +332,8 @@ def load_checkpoint(
     """Put a run back in the state of its checkpoint folder/last.*: weights, optimizer state,
     RNG; returns the checkpoint's JSON (step, batches consumed, ...)."""
     path = folder / LAST
+    # checked against its own header's checksum only: last.json is written after it, so a kill
+    # between the two leaves last.json one checkpoint behind
     tensors, header = load_tensors_and_metadata(path)
     try:
         meta = json.loads(header["checkpoint"])
@@ -236,6 +345,14 @@ def load_checkpoint(
         CHECKPOINT_FORMAT,
         "resume with the version that wrote it or start a new run",
     )
+    _check_position(path, meta)
+    config = meta.get("config_sha256")
+    if config is not None and config != _config_sha(folder):
+        raise PushforwardError(
+            f"{path}: written by another run (its config.json checksum differs from this "
+            "folder's); restore this run's checkpoint, or start a new run without --resume"
+        )
+    _check_checkpoint(path, tensors, model, opts)
     try:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(weights)

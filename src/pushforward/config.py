@@ -210,6 +210,10 @@ def field_names(*classes: type) -> list[str]:
 
 def build(cls: type[T], values: dict[str, Any], source: str) -> T:
     """Instantiate ``cls`` from (possibly string) values, rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise PushforwardError(
+            f"{source}: expected a table of options, found {type(values).__name__}; restore it"
+        )
     known = set(field_names(cls))
     unknown = sorted(set(values) - known)
     if unknown:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import load_tensors, read_json, save_tensors
+from .checkpoint import check_tensors, load_tensors, read_json, save_tensors
 from .config import TrainConfig
 from .data import InMemoryLoader
 from .errors import PushforwardError
@@ -335,7 +335,9 @@ class Validation:
         if self.val is None:
             return {}
         if self.path.exists():
-            model.load_state_dict(load_tensors(self.path))
+            best = load_tensors(self.path)
+            check_tensors(self.path, best, model.state_dict())
+            model.load_state_dict(best)
         return {
             "best_step": self.best["step"],
             "best_val_elbo": self.best["score"],

@@ -40,6 +40,19 @@ def check_fits(need: float, what: str, fix: str, device: torch.device | str = "c
         raise PushforwardError(f"{what} needs {gib(need)} but {device} has {gib(free)} free; {fix}")
 
 
+def check_model_fits(build: Callable[[], nn.Module], what: str, device: torch.device | str) -> None:
+    """Refuse a model whose training state (weights, gradients, two Adam moments) cannot fit,
+    counted before anything is allocated."""
+    size = model_bytes(build)
+    if size is not None:
+        check_fits(
+            4 * size,
+            f"{what} ({size // 4:,} parameters)",
+            "use a smaller --hidden, --latent-dim or --depth",
+            device,
+        )
+
+
 def model_bytes(build: Callable[[], nn.Module]) -> int | None:
     """Bytes of the parameters and buffers ``build()`` would allocate, counted on the meta
     device (nothing allocated); None when the model cannot be built there."""

@@ -9,7 +9,9 @@ checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON o
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,16 @@ import torch
 
 from . import dist
 from .checkpoint import (
+    LAST_JSON,
     append_jsonl,
+    atomic_write_bytes,
     atomic_write_json,
     check_format,
+    check_tensors,
+    digest,
     load_tensors,
     read_json,
+    read_jsonl,
     safe_name,
     save_tensors,
     to_json,
@@ -31,6 +38,7 @@ from .config import TrainConfig, as_dict, build
 from .data import Dataset
 from .errors import PushforwardError
 from .models import MODELS, Model
+from .resources import check_model_fits
 from .version import __version__
 
 FORMAT = 1  # bump when the meaning of saved tensors changes
@@ -75,18 +83,76 @@ def clear_run(path: Path) -> None:
             shutil.rmtree(folder)
 
 
+def _refuse_orphans(path: Path) -> None:
+    """A folder with a run's files but no config.json lost it: starting over would delete
+    those files, so the user decides."""
+    found = [n for n in (WEIGHTS, HISTORY, f"{CHECKPOINTS}/last.json") if (path / n).exists()]
+    if found:
+        raise PushforwardError(
+            f"--out {path}: holds a run's files ({', '.join(found)}) but no {CONFIG}; restore "
+            f"{CONFIG} to resume, or delete the folder to start again"
+        )
+
+
+_LOCKS: dict[Path, int] = {}  # run folders this process writes, and their lock files' fds
+LOCK = ".lock"
+
+
+def lock(path: Path) -> None:
+    """Hold ``path``'s lock while this process writes the run (an flock on RUN/.lock, which the
+    kernel releases when the process ends, however it ends): a second train process into the
+    same folder is refused instead of interleaving its files with this one's."""
+    if not dist.is_main() or path in _LOCKS:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise PushforwardError(
+            f"--out {path}: cannot create ({e.strerror}); choose a writable folder"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another"
+        os.close(fd)
+        raise PushforwardError(
+            f"--out {path}: process {holder} is training this run now; wait for it to end, "
+            "or choose another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _LOCKS[path] = fd
+
+
+def unlock(path: Path) -> None:
+    fd = _LOCKS.pop(path, None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
 def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Path:
     """The folder a new run writes into, emptied of any earlier run's files (``overwrite``) or
     refused when one is there. Rank 0 claims; every rank learns where, or the error."""
 
     def on_main() -> str:
         path = Path(out) if out else default_run_dir(model, data)
+        if path.exists() and not path.is_dir():
+            raise PushforwardError(f"--out {path}: is a file; choose a folder")
+        lock(path)
+        try:
+            return checked(path)
+        except BaseException:
+            unlock(path)
+            raise
+
+    def checked(path: Path) -> str:
         if (path / CONFIG).exists() and not overwrite:
             raise PushforwardError(
                 f"--out {path}: already holds a run; choose another --out or delete it"
             )
-        if path.exists() and not path.is_dir():
-            raise PushforwardError(f"--out {path}: is a file; choose a folder")
+        if not overwrite:
+            _refuse_orphans(path)
         if path.is_dir():
             clear_run(path)
         try:
@@ -100,7 +166,15 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
     return Path(dist.on_main(on_main))
 
 
-def resumable(out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg: Any) -> bool:
+def data_digest(data: Dataset) -> str:
+    """The checksum of the examples a run trains and is tested on, as it saw them."""
+    parts = {"train": data.train} | ({} if data.test is None else {"test": data.test})
+    return digest(parts)
+
+
+def resumable(
+    out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg: Any, data: Dataset
+) -> bool:
     """True when ``out`` holds a run this command can continue; False when it holds none yet
     (then --resume starts it). A run of other options is an error: resuming it with these would
     silently train something else."""
@@ -108,8 +182,16 @@ def resumable(out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg: 
         raise PushforwardError("--resume continues a run: name its folder with --out RUN")
     saved_path = Path(out) / CONFIG
     if not saved_path.exists():
+        _refuse_orphans(Path(out))
         return False
     saved = read_json(saved_path)
+    if not isinstance(saved, dict) or not all(
+        isinstance(saved.get(part), dict) for part in ("train", "model_config")
+    ):
+        raise PushforwardError(
+            f"{saved_path}: not a run's config (no 'train' and 'model_config' tables); restore "
+            "it, or start a new run in another --out"
+        )
     mine = json.loads(to_json({"train": as_dict(tcfg), "model_config": as_dict(mcfg)}))
     if saved.get("model") != model_name:
         raise PushforwardError(
@@ -126,6 +208,12 @@ def resumable(out: str | Path | None, model_name: str, tcfg: TrainConfig, mcfg: 
                     f"--resume: {out} was started with {key}={saved.get(part, {}).get(key)!r}, "
                     f"not {value!r}; give the options it started with"
                 )
+    recorded = saved.get("data", {}).get("sha256") if isinstance(saved.get("data"), dict) else None
+    if recorded is not None and recorded != data_digest(data):
+        raise PushforwardError(
+            f"--resume: the data of --data {tcfg.data} changed since {out} started (its checksum "
+            "differs from config.json's); restore that data, or start a new run without --resume"
+        )
     return True
 
 
@@ -148,6 +236,7 @@ def write_config(
                 "n_train": len(data.train),
                 "n_test": None if data.test is None else len(data.test),
                 "source": data.source,
+                "sha256": data_digest(data),
             },
             "device": str(device),
             "world_size": dist.world_size(),
@@ -168,11 +257,13 @@ def read_train_config(path: Path) -> TrainConfig:
 def save_model(
     weights: Path, meta_path: Path, name: str, model: Model, info: dict[str, Any]
 ) -> None:
-    """A model as two files: its tensors (safetensors) and what rebuilds it (JSON)."""
-    save_tensors(weights, model.state_dict())
+    """A model as two files: its tensors (safetensors) and what rebuilds it (JSON), which
+    records the tensors' checksum."""
+    sha = save_tensors(weights, model.state_dict())
     atomic_write_json(
         meta_path,
         {
+            "sha256": sha,
             "model": name,
             "format": FORMAT,
             "version": __version__,
@@ -193,19 +284,44 @@ def load_model(weights: Path, meta_path: Path, device: torch.device) -> tuple[st
         )
     check_format(meta_path, meta, FORMAT, "retrain or use that version")
     cls = MODELS[name]
-    mcfg: Any = build(cls.Config, meta.get("model_config", {}), str(meta_path))
-    model = cls(mcfg, tuple(meta["data_shape"]))
-    state = load_tensors(weights)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        diff = sorted(set(expected.items()) ^ set(got.items()))[:3]
+    mcfg: Any = build(cls.Config, meta.get("model_config"), str(meta_path))
+    shape = meta.get("data_shape")
+    if not (
+        isinstance(shape, list)
+        and len(shape) in (1, 3)
+        and all(type(s) is int and s > 0 for s in shape)
+    ):
         raise PushforwardError(
-            f"{weights}: tensors do not match a {name} with this config (first differences: "
-            f"{diff}); the file belongs to another run or was altered"
+            f"{meta_path}: data_shape {shape!r} is not the shape of one example; restore it or "
+            "retrain"
         )
+    try:
+        check_model_fits(lambda: cls(mcfg, tuple(shape)), f"the {name} of {meta_path}", device)
+        model = cls(mcfg, tuple(shape))
+    except (ValueError, RuntimeError) as e:  # e.g. an option the data-dependent defaults fill
+        raise PushforwardError(
+            f"{meta_path}: its model_config cannot build a {name} ({e})"
+        ) from None
+    state = load_tensors(weights, meta.get("sha256"))
+    check_tensors(weights, state, model.state_dict())
     model.load_state_dict(state)
     return name, model.to(device)
+
+
+def em_finished(run_dir: Path) -> bool:
+    """Whether an EM run in ``run_dir`` ran to its end (its model saved, its checkpoint final)."""
+    last = run_dir / CHECKPOINTS / LAST_JSON
+    if not (last.exists() and (run_dir / WEIGHTS).exists()):
+        return False
+    meta = read_json(last)
+    return isinstance(meta, dict) and meta.get("finished") is True
+
+
+def trim_history(path: Path, step: int) -> None:
+    """Rows logged after the checkpoint (or before a first one) are logged again on resume."""
+    if dist.is_main() and path.exists():
+        rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 class Logger:

@@ -10,11 +10,9 @@ are in loop.py.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,16 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import dist, plots
-from .checkpoint import LAST, LAST_JSON, atomic_write_bytes, load_checkpoint, read_jsonl
+from .checkpoint import LAST, LAST_JSON, load_checkpoint
 from .checkpoint import save_checkpoint as save_state
 from .config import TrainConfig, check_bounds, resolve
 from .data import (
     Dataset,
     InMemoryLoader,
-    binarize,
-    load_dataset,
-    resolve_binarize,
-    validation_split,
 )
 from .errors import Interrupted, PushforwardError
 from .loop import (
@@ -45,9 +39,9 @@ from .loop import (
     batches,
 )
 from .metrics.health import failure_line, health
-from .models import MODELS, FitsByEM, LikelihoodBound, Model
+from .models import MODELS, FitsByEM, Model
 from .models.gmm import DEFAULT_EM_STEPS
-from .resources import check_fits, model_bytes
+from .prepare import build_model, prepare_data
 from .run import Run
 from .runs import (
     BEST,
@@ -58,8 +52,12 @@ from .runs import (
     WEIGHTS_META,
     Logger,
     claim,
+    em_finished,
+    lock,
     resumable,
     save_model,
+    trim_history,
+    unlock,
     write_config,
 )
 
@@ -96,17 +94,6 @@ def fit_em(
     with contextlib.closing(bar):
         info = model.fit(x, steps, torch.Generator().manual_seed(tcfg.seed), on_iteration)
     return {**info, "seconds": time.perf_counter() - start}
-
-
-def _check_em_options(tcfg: TrainConfig) -> None:
-    if tcfg.epochs is not None:
-        raise PushforwardError(
-            "--epochs does not apply to gmm (EM uses all data each step); use --steps"
-        )
-    if tcfg.precision != "fp32":
-        raise PushforwardError(
-            "--precision applies to network models; gmm's EM arithmetic is set by --dtype"
-        )
 
 
 @contextlib.contextmanager
@@ -227,7 +214,12 @@ def _resume(
     left to train)."""
     ckpt = run_dir / CHECKPOINTS
     if not (ckpt / LAST).exists():
-        _trim_history(run_dir / HISTORY, 0)
+        if (ckpt / LAST_JSON).exists():  # a checkpoint was written: its tensors are lost
+            raise PushforwardError(
+                f"{ckpt / LAST} is missing, but {ckpt / LAST_JSON} records a checkpoint; "
+                "restore it, or start the run again without --resume"
+            )
+        trim_history(run_dir / HISTORY, 0)
         return False
     meta = load_checkpoint(ckpt, model, opts)
     at.step, at.batches, at.elapsed = meta["step"], meta["batches"], meta["seconds"]
@@ -237,7 +229,7 @@ def _resume(
     if meta["finished"]:
         return True
     budget.total = budget.planned = meta["total_steps"]
-    _trim_history(run_dir / HISTORY, at.step)
+    trim_history(run_dir / HISTORY, at.step)
     return False
 
 
@@ -245,13 +237,6 @@ def _summary(at: Position, validation: Validation, model: Model) -> dict[str, An
     """What model.json records of the training, after the best validated weights are restored."""
     info = {"steps": at.step, "epochs": at.epoch, "seconds": at.seconds}
     return {**info, **validation.restore_best(model)}
-
-
-def _trim_history(path: Path, step: int) -> None:
-    """Rows logged after the checkpoint (or before a first one) are logged again on resume."""
-    if dist.is_main() and path.exists():
-        rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
-        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def fit(
@@ -280,51 +265,6 @@ def fit(
             dist.teardown()
 
 
-def _prepare_data(
-    cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
-) -> tuple[Dataset, Dataset, torch.Tensor | None, TrainConfig, Any]:
-    """(the data as loaded, as training sees it, the --validation examples) and the configs
-    with their data-dependent defaults filled; every option is checked here, before the run
-    folder is touched."""
-    raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
-    mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
-    mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)
-    tcfg = replace(tcfg, binarize=mode)
-    if tcfg.steps is None and tcfg.epochs is None and tcfg.minutes is None:
-        tcfg = replace(tcfg, steps=cls.default_steps(raw))  # recorded in config.json
-    if tcfg.patience is not None and (tcfg.validation == 0 or tcfg.patience < 1):
-        raise PushforwardError(
-            f"--patience {tcfg.patience}: needs --validation N and a patience of at least 1"
-        )
-    if tcfg.validation and not issubclass(cls, LikelihoodBound):
-        raise PushforwardError(
-            "--validation scores held-out examples by a likelihood bound; "
-            f"{model_name} has none to score: use it with vae"
-        )
-    data, val = validation_split(binarize(raw, mode), tcfg.validation, mode)
-    if issubclass(cls, FitsByEM):
-        _check_em_options(tcfg)
-    else:
-        Budget.check(tcfg)
-    return raw, data, val, tcfg, mcfg
-
-
-def _build(cls: type[Model], name: str, mcfg: Any, data: Dataset, device: torch.device) -> Model:
-    """The model on ``device``, fitted to the data (``prepare``), once its size is known to fit
-    in memory: weights, gradients and two Adam moments, counted before anything is allocated."""
-    size = model_bytes(lambda: cls(mcfg, data.shape))
-    if size is not None:
-        check_fits(
-            4 * size,
-            f"the {name} with these options ({size // 4:,} parameters)",
-            "use a smaller --hidden, --latent-dim or --depth",
-            device,
-        )
-    model = cls(mcfg, data.shape).to(device)
-    model.prepare(data)
-    return model
-
-
 def _fit(
     cls: type[Model],
     model_name: str,
@@ -335,14 +275,36 @@ def _fit(
     progress: bool,
     device: torch.device,
 ) -> Run:
-    raw, data, val, tcfg, mcfg = _prepare_data(cls, model_name, tcfg, mcfg)
+    raw, data, val, tcfg, mcfg = prepare_data(cls, model_name, tcfg, mcfg)
     torch.manual_seed(tcfg.seed + dist.rank())
-    model = _build(cls, model_name, mcfg, data, device)  # before the folder is touched
+    model = build_model(cls, model_name, mcfg, data, device)  # before the folder is touched
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
-    resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg)
-    if resuming and issubclass(cls, FitsByEM):  # EM is not checkpointed mid-fit: it refits
-        resuming, overwrite = False, True
+    resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, data)
+    if resuming and issubclass(cls, FitsByEM):
+        if em_finished(Path(str(out))):  # a finished run is left as it is, eval.json too
+            return Run.load(str(out), tcfg.device)
+        resuming, overwrite = False, True  # EM is not checkpointed mid-fit: it refits
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
+    lock(run_dir)  # claim took it already; a resume takes it here
+    try:
+        return _train_in(run_dir, model_name, model, raw, data, val, tcfg, progress, resuming)
+    finally:
+        unlock(run_dir)
+
+
+def _train_in(
+    run_dir: Path,
+    model_name: str,
+    model: Model,
+    raw: Dataset,
+    data: Dataset,
+    val: torch.Tensor | None,
+    tcfg: TrainConfig,
+    progress: bool,
+    resuming: bool,
+) -> Run:
+    """Train ``model`` in the locked ``run_dir``, then save it, its samples and its health."""
+    device = model.device
     if dist.is_main() and not resuming:
         write_config(run_dir, model_name, model, tcfg, data, device)
     log = Logger(run_dir / HISTORY, run_dir / "tensorboard" if tcfg.tensorboard else None)

@@ -1,0 +1,68 @@
+"""What is checked and built before a run folder is touched: the data and the options with
+their data-dependent defaults, and the model, once its size is known to fit. A command that
+fails here leaves nothing behind."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .data import Dataset, binarize, load_dataset, resolve_binarize, validation_split
+from .errors import PushforwardError
+from .loop import Budget
+from .models import FitsByEM, LikelihoodBound, Model
+from .resources import check_model_fits
+
+
+def prepare_data(
+    cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
+) -> tuple[Dataset, Dataset, torch.Tensor | None, TrainConfig, Any]:
+    """(the data as loaded, as training sees it, the --validation examples) and the configs
+    with their data-dependent defaults filled; every option is checked here, before the run
+    folder is touched."""
+    raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
+    mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
+    mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)
+    tcfg = replace(tcfg, binarize=mode)
+    if tcfg.steps is None and tcfg.epochs is None and tcfg.minutes is None:
+        tcfg = replace(tcfg, steps=cls.default_steps(raw))  # recorded in config.json
+    if tcfg.patience is not None and (tcfg.validation == 0 or tcfg.patience < 1):
+        raise PushforwardError(
+            f"--patience {tcfg.patience}: needs --validation N and a patience of at least 1"
+        )
+    if tcfg.validation and not issubclass(cls, LikelihoodBound):
+        raise PushforwardError(
+            "--validation scores held-out examples by a likelihood bound; "
+            f"{model_name} has none to score: use it with vae"
+        )
+    data, val = validation_split(binarize(raw, mode), tcfg.validation, mode)
+    if issubclass(cls, FitsByEM):
+        _check_em_options(tcfg)
+    else:
+        Budget.check(tcfg)
+    return raw, data, val, tcfg, mcfg
+
+
+def build_model(
+    cls: type[Model], name: str, mcfg: Any, data: Dataset, device: torch.device
+) -> Model:
+    """The model on ``device``, fitted to the data (``prepare``), once its size is known to fit
+    in memory: weights, gradients and two Adam moments, counted before anything is allocated."""
+    check_model_fits(lambda: cls(mcfg, data.shape), f"the {name} with these options", device)
+    model = cls(mcfg, data.shape).to(device)
+    model.prepare(data)
+    return model
+
+
+def _check_em_options(tcfg: TrainConfig) -> None:
+    if tcfg.epochs is not None:
+        raise PushforwardError(
+            "--epochs does not apply to gmm (EM uses all data each step); use --steps"
+        )
+    if tcfg.precision != "fp32":
+        raise PushforwardError(
+            "--precision applies to network models; gmm's EM arithmetic is set by --dtype"
+        )

@@ -264,3 +264,175 @@ def test_a_second_writer_is_refused_while_a_run_trains(cli, tmp_path: Path) -> N
 
     lock(tmp_path / "r")
     unlock(tmp_path / "r")
+
+
+# ---------------------------------------------------------------- non-finite updates
+
+LR_HUGE = ["gan", "--data", "ring8", "--lr", "1e6", "--steps", "100", "--hidden", "16",
+           "--log-every", "10", "--checkpoint-every", "1"]  # fmt: skip
+
+
+def _all_finite(path: Path) -> bool:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    return all(bool(t.isfinite().all()) for t in tensors.values() if t.is_floating_point())
+
+
+def test_overflowing_gradients_never_reach_the_weights(cli, tmp_path: Path) -> None:
+    """--lr 1e6: the loss stays finite while the discriminator's gradients overflow. Under skip
+    those updates are skipped (they used to write NaN into the saved weights and exit 0), the
+    run ends with a warning, and a window of skipped updates logs null, not 0.0."""
+    import json
+
+    code, _, err = cli("train", *LR_HUGE, "--nan-policy", "skip", "--out", "s")
+    assert code == 0, err
+    run = tmp_path / "s"
+    assert _all_finite(run / "model.safetensors")
+    assert _all_finite(run / "checkpoints" / "last.safetensors")  # optimizer moments too
+    assert "updates were skipped" in err
+    assert "updates were skipped" in " ".join(
+        json.loads((run / "model.json").read_text())["info"]["warnings"]
+    )
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in rows if r["nonfinite"] >= 1]
+    assert skipped and all(r["D_loss"] is None for r in skipped)  # the D phase never ran
+    # under stop: one line at the first bad update, and the checkpoint kept holds no NaN
+    result = cli("train", *LR_HUGE, "--out", "t")
+    assert_user_error(result, "non-finite loss or gradients at step")
+    last = tmp_path / "t" / "checkpoints" / "last.safetensors"
+    assert not last.exists() or _all_finite(last)
+
+
+def test_a_validation_run_without_a_finite_best_score_resumes(cli, tmp_path: Path) -> None:
+    """JSON holds a best score of -inf (no finite score yet) as null; resume reads it back."""
+    args = ["vae", "--data", "ring8", "--steps", "10", "--hidden", "16", "--validation", "100",
+            "--checkpoint-every", "5", "--out", "v"]  # fmt: skip
+    assert cli("train", *args)[0] == 0
+    _rewrite_checkpoint(
+        tmp_path / "v",
+        meta={"best": {"score": None, "step": 0, "since": 0}, "finished": False, "step": 5,
+              "batches": 5},
+    )  # fmt: skip
+    code, _, err = cli("train", *args, "--resume")
+    assert code == 0, err
+
+
+def test_a_finite_loss_with_non_finite_gradients_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss plus sqrt|w - w| is the same finite number, but its gradient is NaN: the
+    update is skipped (skip) or stops the run (stop), and never reaches the weights."""
+    import pushforward
+    from pushforward.errors import PushforwardError
+    from pushforward.models.gan import GAN
+
+    loss = GAN.loss
+
+    def poisoned(self, x, phase):  # type: ignore[no-untyped-def]
+        out = loss(self, x, phase)
+        trap = sum(
+            (q - q.detach()).abs().sqrt().sum() for q in self.parameters() if q.requires_grad
+        )
+        return out | {"loss": out["loss"] + trap}
+
+    monkeypatch.setattr(GAN, "loss", poisoned)
+    opts = {"data": "ring8", "steps": 20, "hidden": 16, "progress": False, "log_every": 10}
+    run = pushforward.train("gan", out="s", nan_policy="skip", **opts)
+    assert _all_finite(tmp_path / "s" / "model.safetensors")
+    assert all(r["nonfinite"] == 2 for r in run.history())  # both phases, every step
+    with pytest.raises(PushforwardError, match="non-finite loss or gradients at step 1, phase D"):
+        pushforward.train("gan", out="t", **opts)
+
+
+def test_temporary_files_left_by_a_kill_are_removed(cli, finished: Path) -> None:
+    """A kill mid-write leaves .NAME.XXXX.tmp beside the file; the next writer removes them."""
+    stale = [finished / ".model.safetensors.abc.tmp", finished / "checkpoints" / ".last.json.x.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    code, _, err = cli("train", *GAN, "--out", "r", "--resume")
+    assert code == 0, err
+    assert not any(path.exists() for path in stale)
+
+
+def test_eval_on_an_unfinished_run_says_how_to_finish_it(cli, finished: Path) -> None:
+    """It used to ask "is this a pushforward run folder?"."""
+    for name in ("model.safetensors", "model.json"):
+        (finished / name).unlink()
+    for command in (("eval", "r"), ("sample", "r", "--out", "s.npy")):
+        assert_user_error(cli(*command), "unfinished run", "step 10", "--resume")
+
+
+def test_random_bytes_named_npy_are_not_called_pickles(cli, tmp_path: Path) -> None:
+    (tmp_path / "rand.npy").write_bytes(bytes(range(256)) * 4)
+    err = assert_user_error(
+        cli("train", "gan", "--data", "npy:rand.npy", "--out", "q"), "NPY header"
+    )
+    assert "pickled" not in err and not (tmp_path / "q").exists()
+
+
+def test_sample_reports_what_it_wrote(cli, tmp_path: Path) -> None:
+    """--recon -n 16 used to say "32 reconstructions" (originals and reconstructions counted)."""
+    assert cli("train", "vae", "--data", "digits", "--steps", "5", "--out", "v")[0] == 0
+    code, out, err = cli("sample", "v", "--recon", "-n", "16", "--out", "rec.png")
+    assert code == 0 and "(16 reconstructions)" in out, (out, err)
+
+
+# ---------------------------------------------------------------- decompression bombs
+
+
+def test_a_gzip_bomb_is_not_inflated(tmp_path: Path) -> None:
+    """An IDX .gz whose header claims 40 bytes but which inflates to 256 MB: read no further
+    than the header's size plus one byte, then refused for trailing bytes."""
+    import struct
+    import tracemalloc
+    import zlib
+
+    from pushforward.data.idx import read_idx_images
+    from pushforward.errors import PushforwardError
+
+    pack = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: a gzip stream
+    parts = [pack.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 10, 2, 2) + bytes(40))]
+    parts += [pack.compress(bytes(1 << 20)) for _ in range(256)]
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(b"".join([*parts, pack.flush()]))
+    assert bomb.stat().st_size < 2 << 20
+    tracemalloc.start()
+    with pytest.raises(PushforwardError, match="trailing bytes"):
+        read_idx_images(bomb, "fix it")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20, peak  # inflated in full: 256 MB
+
+
+def test_a_png_bomb_is_one_line(cli, tmp_path: Path) -> None:
+    """A PNG header claiming 100,000 x 100,000 pixels (Pillow refuses over 179 M)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">2I5B", 100_000, 100_000, 8, 0, 0, 0, 0)
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "bomb.png").write_bytes(png)
+    assert_user_error(
+        cli("train", "gan", "--data", "images:pics", "--out", "p"), "bomb.png", "too large"
+    )
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_data_dir_that_does_not_exist_is_refused(cli) -> None:
+    assert_user_error(
+        cli("data", "list", "--data-dir", "/nonexistent"), "--data-dir", "/nonexistent"
+    )
+    assert_user_error(
+        cli("train", "gan", "--data", "digits", "--data-dir", "/nonexistent"), "--data-dir"
+    )

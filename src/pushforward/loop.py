@@ -186,7 +186,8 @@ class PhaseStep:
     """One phase of a step: its loss (under bf16 autocast when asked, DDP-wrapped under
     torchrun, torch.compile'd when asked), the backward pass and its optimizer's step. Under
     --nan-policy skip a non-finite loss skips the step on every rank; under stop the first one
-    is remembered on the device and reported by :meth:`stop_on_nonfinite`."""
+    is remembered on the device and reported by :meth:`stop_on_nonfinite`. A step is
+    non-finite when its loss or any of its gradients is."""
 
     def __init__(
         self,
@@ -206,6 +207,11 @@ class PhaseStep:
             else contextlib.nullcontext()
         )
         self.first_bad = torch.tensor(-1, device=device)  # step * phases + phase of the first
+        # each phase's parameters, whose gradients are checked as well as the loss: a finite
+        # loss can still overflow its gradients (--lr 1e6), and those would reach the weights
+        self.params = {
+            p: [q for g in opt.param_groups for q in g["params"]] for p, opt in opts.items()
+        }
 
     def __call__(
         self, phase: str, x: torch.Tensor, code: int
@@ -218,6 +224,9 @@ class PhaseStep:
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         bad = ~torch.isfinite(out["loss"].detach())  # on the device: no sync
+        grads = [q.grad for q in self.params[phase] if q.grad is not None]
+        if grads:
+            bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
         if self.skip:
             bad = dist.any_across(bad)  # DDP averages one rank's NaN into every rank
             _step_unless(opt, bad)
@@ -243,9 +252,13 @@ class PhaseStep:
             else "no checkpoint"
         )
         raise PushforwardError(
-            f"non-finite loss at step {step}, phase {schedule[phase]} ({kept}); lower --lr, or "
+            f"non-finite loss or gradients at step {step}, phase {schedule[phase]} ({kept}); "
+            "lower --lr, or "
             "give --nan-policy skip to skip such steps"
         )
+
+
+_KEPT = "#kept"  # Meter: how many phases a number was summed over
 
 
 class Meter:
@@ -263,8 +276,12 @@ class Meter:
         for k, v in out.items():
             key = f"{phase}_{k}" if self.multi else k
             v = v.detach().float()
-            if self.skip_bad:  # a skipped step's numbers stay out of the averages
+            # a skipped step's numbers stay out of the averages; a phase run twice a step
+            # (--d-steps 2) counts twice
+            kept = (~bad).float() if self.skip_bad else torch.ones_like(v)
+            if self.skip_bad:
                 v = torch.where(bad, 0.0, v)
+            self.sums[key + _KEPT] = self.sums[key + _KEPT] + kept if key in self.sums else kept
             self.sums[key] = self.sums[key] + v if key in self.sums else v
         self.sums["nonfinite"] = self.sums.get("nonfinite", 0) + bad.float()
         self.seen += n
@@ -275,6 +292,10 @@ class Meter:
         keys = list(self.sums)
         means = dist.mean_across(torch.stack([self.sums[k] for k in keys]) / self.steps)
         row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
+        # the mean of each number over the phases that ran: none ran (all skipped) is null,
+        # not 0.0
+        kept = {k[: -len(_KEPT)]: row.pop(k) for k in keys if k.endswith(_KEPT)}
+        row.update({k: row[k] / n if n > 0 else None for k, n in kept.items()})
         if self.multi:
             row["loss"] = row[f"{self.last_phase}_loss"]
         seen = self.seen * dist.world_size()

@@ -5,6 +5,7 @@ fails here leaves nothing behind."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,8 @@ def prepare_data(
     """(the data as loaded, as training sees it, the --validation examples) and the configs
     with their data-dependent defaults filled; every option is checked here, before the run
     folder is touched."""
+    if tcfg.data_dir is not None and not Path(tcfg.data_dir).is_dir():
+        raise PushforwardError(f"--data-dir {tcfg.data_dir}: no such folder; check the path")
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
     mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
     mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)

@@ -21,6 +21,17 @@ from .models import GMM, Encoder, GMMConfig, Model
 from .resources import check_fits
 from .runs import EVAL, HISTORY, WEIGHTS, WEIGHTS_META, load_model, read_train_config, save_model
 
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step of a run folder's last checkpoint, if it has a readable one."""
+    try:
+        meta = read_json(path / "checkpoints" / "last.json")
+    except PushforwardError:
+        return None
+    step = meta.get("step") if isinstance(meta, dict) else None
+    return step if type(step) is int else None
+
+
 SAMPLE_CHUNK = 65_536  # samples drawn at once: bounds the networks' activations for any n
 EXPOST_CODES = 20_000  # training codes the ex-post latent GMM is fitted to
 
@@ -56,6 +67,17 @@ class Run:
                 f"{path}: run folder not found; pass the --out folder of a train run"
             )
         tcfg = read_train_config(path)
+        if not (path / WEIGHTS_META).exists() and not (path / WEIGHTS).exists():
+            step = _checkpoint_step(path)
+            raise PushforwardError(
+                f"{path}: an unfinished run ("
+                + (
+                    f"its last checkpoint is at step {step}"
+                    if step is not None
+                    else "no checkpoint"
+                )
+                + f"); finish it with the command it started with plus --resume --out {path}"
+            )
         name, model = load_model(path / WEIGHTS, path / WEIGHTS_META, resolve_device(device))
         return cls(path, name, model, tcfg)
 

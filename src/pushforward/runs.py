@@ -123,6 +123,9 @@ def lock(path: Path) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _LOCKS[path] = fd
+    # temporary files of writes a kill interrupted: no other process writes here now
+    for tmp in [*path.glob(".*.tmp"), *(path / CHECKPOINTS).glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 def unlock(path: Path) -> None:

@@ -10,6 +10,7 @@ are in loop.py.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -176,7 +177,8 @@ def fit_gradient(
                 if scored:
                     row.update(val_elbo=score, best_step=validation.best["step"])
                 log(row)
-                bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_sec']:.0f}")
+                loss = "skipped" if row["loss"] is None else f"{row['loss']:.4g}"
+                bar.set_postfix(loss=loss, img_s=f"{row['images_per_sec']:.0f}")
             if (at.step % tcfg.checkpoint_every == 0 or last) and dist.is_main():
                 checkpoint()
             asked = stop.asked(at.step, tcfg.log_every)
@@ -223,7 +225,10 @@ def _resume(
         return False
     meta = load_checkpoint(ckpt, model, opts)
     at.step, at.batches, at.elapsed = meta["step"], meta["batches"], meta["seconds"]
-    validation.best = meta.get("best", validation.best)
+    best = meta.get("best")
+    if isinstance(best, dict) and {"score", "step", "since"} <= set(best):
+        # JSON holds a best score of -inf or NaN (no finite score yet) as null
+        validation.best = {**best, "score": -math.inf if best["score"] is None else best["score"]}
     if dist.rank() > 0:  # the checkpoint holds rank 0's RNG: the other ranks draw their own
         torch.manual_seed(seed * 1_000_003 + dist.rank() * 7_919 + at.step)
     if meta["finished"]:
@@ -311,7 +316,8 @@ def _train_in(
     bar = partial(
         tqdm,
         desc=f"{model_name} {tcfg.data}",
-        disable=not progress or not dist.is_main(),
+        # None: drawn on a terminal only, so a log file (or an error after it) holds no bar
+        disable=None if progress and dist.is_main() else True,
         leave=False,
     )
     try:

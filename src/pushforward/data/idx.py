@@ -7,6 +7,7 @@ defect raises PushforwardError naming the file, what is wrong and how to fix it.
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import tarfile
 import zlib
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PushforwardError
+from ..resources import check_fits
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -38,11 +40,29 @@ def read_maybe_gzip(path: Path, fix: str) -> bytes:
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gzip.decompress(raw)
+        return _gunzip_idx(raw, path)
     except (OSError, EOFError, zlib.error) as e:
         raise PushforwardError(
             f"{path}: corrupt or truncated gzip ({e}); delete it and fetch it again, {fix}"
         ) from None
+
+
+def _gunzip_idx(raw: bytes, path: Path) -> bytes:
+    """The gunzipped bytes of an IDX file, read no further than its header says it holds (and
+    one byte more, so that parse_idx can name trailing bytes): a small .gz that would inflate
+    to gigabytes (a decompression bomb) is never inflated past the size its header claims, and
+    that size is checked against free memory first."""
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+        head = f.read(4)
+        if len(head) < 4 or head[2] not in _IDX_DTYPES or head[3] == 0:
+            return head + f.read(1 << 20)  # not IDX: parse_idx names it from these bytes
+        dims_raw = f.read(4 * head[3])
+        if len(dims_raw) < 4 * head[3]:
+            return head + dims_raw
+        dims = struct.unpack(f">{head[3]}I", dims_raw)
+        size = int(np.prod(dims, dtype=np.int64)) * _IDX_DTYPES[head[2]].itemsize
+        check_fits(2 * size, f"{path}: an IDX file of {dims}", "check the file (it may be damaged)")
+        return head + dims_raw + f.read(size + 1)
 
 
 def parse_idx(raw: bytes, path: Path, fix: str) -> np.ndarray:

@@ -144,6 +144,13 @@ def load_npy(path: Path) -> tuple[str, torch.Tensor]:
     """A .npy array, read with allow_pickle=False so no object array can run code."""
     if not path.is_file():
         raise PushforwardError(f"npy:{path}: file not found; check the path")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # PK: an .npz (zip), named below
+        raise PushforwardError(
+            f"npy:{path}: not an .npy file (it does not start with the NPY header); save the "
+            "array with numpy.save"
+        )
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -220,6 +227,10 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
             with Image.open(path) as im:
                 im.load()
                 pics.append(im.copy())
+        except Image.DecompressionBombError as e:  # a few KB that would decode to gigabytes
+            raise PushforwardError(
+                f"{path}: too large to decode ({e}); remove it or shrink the image"
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise PushforwardError(
                 f"{path}: not a readable image ({e}); remove or replace it"

@@ -24,6 +24,7 @@ from .latent import active_units, encoder_means
 SPREAD_FLOOR = 0.1  # samples' mean squared pairwise distance over the data's
 COVERAGE_FLOOR = 0.1  # fraction of held-out examples with a sample among their 5 neighbours
 PRECISION_FLOOR = 0.05  # fraction of samples within a held-out example's 3-NN radius
+SKIPPED_CEILING = 0.25  # fraction of the updates (one per phase of a step) skipped
 
 
 @torch.no_grad()
@@ -47,6 +48,14 @@ def health(
         "precision": round(near["precision"], 4),
     }
     reasons = list(model.training_failures(history))
+    skipped = [r["nonfinite"] for r in history if isinstance(r.get("nonfinite"), (int, float))]
+    if skipped and model.schedule:  # per logged window: skipped phases per step
+        numbers["skipped"] = round(sum(skipped) / len(skipped) / len(model.schedule), 4)
+        if numbers["skipped"] > SKIPPED_CEILING:
+            reasons.append(
+                f"{numbers['skipped']:.0%} of the updates were skipped for a non-finite loss or "
+                "gradients (--nan-policy skip): lower --lr"
+            )
     if isinstance(model, Encoder):
         seen = data.test if data.test is not None else data.train
         mu = encoder_means(model, seen[:n].to(model.device))[0]

@@ -436,3 +436,22 @@ def test_a_data_dir_that_does_not_exist_is_refused(cli) -> None:
     assert_user_error(
         cli("train", "gan", "--data", "digits", "--data-dir", "/nonexistent"), "--data-dir"
     )
+
+
+def test_an_interrupted_demo_does_not_offer_a_resume_it_lacks(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from pushforward import cli as cli_module
+    from pushforward.errors import Interrupted
+
+    def interrupted(args: object) -> None:
+        raise Interrupted(signal.SIGINT, 7)
+
+    monkeypatch.setitem(cli_module.COMMANDS, "demo", interrupted)
+    code, _, err = cli("demo")
+    assert code == 130 and "--resume" not in err and "starts over when you run it again" in err, err
+    monkeypatch.setitem(cli_module.COMMANDS, "train", interrupted)
+    code, _, err = cli("train", "gan", "--data", "ring8")
+    assert code == 130 and "at step 7" in err and "--resume" in err, err

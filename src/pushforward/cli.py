@@ -313,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as e:
         name = signal.Signals(e.signum).name
-        print(
-            f"interrupted by {name} at step {e.step}: checkpoint written; continue with the "
-            "same command plus --resume",
-            file=sys.stderr,
-        )
+        if dist.is_main():  # one line, not one per torchrun rank
+            how = (
+                f"at step {e.step}: checkpoint written; continue with the same command plus "
+                "--resume"
+                if args.command == "train"
+                else f"; `pushforward {args.command}` starts over when you run it again"
+            )
+            print(f"interrupted by {name} {how}".replace(" ;", ";"), file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -239,10 +239,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
-    from .data import list_datasets
+    from .data import check_data_dir, list_datasets
 
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise PushforwardError(f"--data-dir {args.data_dir}: no such folder; check the path")
+    check_data_dir(args.data_dir)
     rows = list_datasets(args.data_dir)
     fmt = "{:<14} {:<12} {:>8} {:>8}  {}"
     print(fmt.format("name", "shape", "train", "test", "source"))

@@ -5,13 +5,19 @@ fails here leaves nothing behind."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig
-from .data import Dataset, binarize, load_dataset, resolve_binarize, validation_split
+from .data import (
+    Dataset,
+    binarize,
+    check_data_dir,
+    load_dataset,
+    resolve_binarize,
+    validation_split,
+)
 from .errors import PushforwardError
 from .loop import Budget
 from .models import FitsByEM, LikelihoodBound, Model
@@ -24,8 +30,7 @@ def prepare_data(
     """(the data as loaded, as training sees it, the --validation examples) and the configs
     with their data-dependent defaults filled; every option is checked here, before the run
     folder is touched."""
-    if tcfg.data_dir is not None and not Path(tcfg.data_dir).is_dir():
-        raise PushforwardError(f"--data-dir {tcfg.data_dir}: no such folder; check the path")
+    check_data_dir(tcfg.data_dir)
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
     mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
     mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_json, read_json, read_jsonl
+from .checkpoint import LAST_JSON, atomic_write_json, read_json, read_jsonl
 from .config import TrainConfig
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
@@ -19,13 +19,22 @@ from .metrics import EvalInput, evaluate
 from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model
 from .resources import check_fits
-from .runs import EVAL, HISTORY, WEIGHTS, WEIGHTS_META, load_model, read_train_config, save_model
+from .runs import (
+    CHECKPOINTS,
+    EVAL,
+    HISTORY,
+    WEIGHTS,
+    WEIGHTS_META,
+    load_model,
+    read_train_config,
+    save_model,
+)
 
 
 def _checkpoint_step(path: Path) -> int | None:
     """The step of a run folder's last checkpoint, if it has a readable one."""
     try:
-        meta = read_json(path / "checkpoints" / "last.json")
+        meta = read_json(path / CHECKPOINTS / LAST_JSON)
     except PushforwardError:
         return None
     step = meta.get("step") if isinstance(meta, dict) else None

@@ -36,6 +36,7 @@ __all__ = [
     "InMemoryLoader",
     "binarize",
     "binarize_held_out",
+    "check_data_dir",
     "list_datasets",
     "load_dataset",
     "resolve_binarize",
@@ -103,6 +104,13 @@ def load_dataset(name: str, data_dir: str | None = None, test_data: str | None =
             ds.log_prob,
         )
     return ds
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """Refuse a --data-dir that is not a folder, where a user gives one (train, data list):
+    searched silently, it would hide a typo behind the sets found elsewhere."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise PushforwardError(f"--data-dir {data_dir}: no such folder; check the path")
 
 
 def list_datasets(data_dir: str | None = None) -> list[dict[str, object]]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pushforward import dist
 from pushforward.run import Run
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -62,3 +65,87 @@ def test_gan_ranks_stay_identical_with_penalty_pack_and_ema(tmp_path: Path) -> N
     )
     assert proc.returncode != 0 and proc.stderr.count("error: --out") == 2  # one per rank
     assert "pushforward/train.py" not in proc.stderr  # torchrun's own traceback only
+
+
+def _rank_pids(launcher: int) -> dict[int, int]:
+    """{rank: pid} of torchrun's worker processes, read from /proc (Linux)."""
+    pids: dict[int, int] = {}
+    for task in Path(f"/proc/{launcher}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            ranks = [v[5:] for v in env if v.startswith(b"RANK=")]
+            if ranks:
+                pids[int(ranks[0])] = int(child)
+    return pids
+
+
+def _rows(out: Path) -> list[dict[str, object]]:
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def _start(out: Path, resume: bool) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "pushforward", "train", "gan", "--data", "ring8", "--steps", "800"]
+    cmd += ["--log-every", "20", "--checkpoint-every", "20", "--dist-timeout", "5"]
+    cmd += ["--out", str(out), *(["--resume"] if resume else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_step(proc: subprocess.Popen[str], out: Path, step: int) -> None:
+    deadline = time.monotonic() + 120
+    while not any(int(str(r["step"])) >= step for r in _rows(out)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.05)
+
+
+def test_ctrl_c_and_a_frozen_peer_end_in_one_line_and_the_run_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # Ctrl-C reaches the launcher and both ranks (one process group): one line, from rank 0
+    proc = _start(out, resume=False)
+    _wait_for_step(proc, out, 20)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and err.count("interrupted by SIGINT at step") == 1, err
+    stopped = max(int(str(r["step"])) for r in _rows(out))
+
+    # a rank frozen mid-run (SIGSTOP) holds the other one --dist-timeout 5 s, not forever
+    proc = _start(out, resume=True)
+    _wait_for_step(proc, out, stopped + 40)
+    pids = _rank_pids(proc.pid)
+    frozen_at = time.monotonic()
+    os.kill(pids[1], signal.SIGSTOP)
+    while Path(f"/proc/{pids[0]}").exists() and "State:\tZ" not in _status(pids[0]):
+        assert time.monotonic() - frozen_at < 60, "rank 0 still waits on the frozen rank"
+        time.sleep(0.1)
+    os.kill(pids[1], signal.SIGKILL)  # what the launcher does 30 s after rank 0 exits
+    _, err = proc.communicate(timeout=120)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]] and "rank 0 of 2 waited --dist-timeout 5 s" in errors[0], err
+    assert "--resume" in errors[0] and "pushforward/" not in err  # no traceback of ours
+
+    # what was written stays good: the run resumes to its end, steps in order
+    proc = _start(out, resume=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    steps = [int(str(r["step"])) for r in _rows(out)]
+    assert steps[-1] == 800 and steps == sorted(steps)
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+
+
+def test_collective_failures_read_as_one_line() -> None:
+    gloo = "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] "
+    closed = dist.lost_peer(RuntimeError(gloo + "Connection closed by peer [127.0.0.1]:669"), 60)
+    timed = dist.lost_peer(RuntimeError(gloo + "Timed out waiting 60000ms for recv"), 60)
+    assert closed is not None and "lost its connection to another process" in str(closed)
+    assert timed is not None and "waited --dist-timeout 60 s" in str(timed)
+    assert all("--resume" in str(e) and "\n" not in str(e) for e in (closed, timed))
+    assert dist.lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), 60) is None

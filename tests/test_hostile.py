@@ -4,13 +4,18 @@ with no traceback, nothing partly written, and nothing written earlier damaged
 
 from __future__ import annotations
 
+import io
 import math
+import tarfile
+import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from .conftest import assert_user_error
+from .data.builders import write_cifar_folder
 
 
 @pytest.fixture
@@ -345,6 +350,42 @@ def test_a_finite_loss_with_non_finite_gradients_is_caught(
         pushforward.train("gan", out="t", **opts)
 
 
+def test_non_finite_weights_are_never_checkpointed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Losses and gradients stay finite while the EMA generator (no gradients of its own) turns
+    NaN after step 15: the checkpoint of step 10 is kept and the run stops at step 20 with one
+    line, before writing NaN (it used to write it into last.safetensors and model.safetensors)."""
+    import pushforward
+    from pushforward.errors import PushforwardError
+    from pushforward.models.gan import GAN
+
+    after_step = GAN.after_step
+    steps = {"n": 0}
+
+    def poisoned(self, phase):  # type: ignore[no-untyped-def]
+        after_step(self, phase)
+        steps["n"] += phase == "G"
+        if steps["n"] > 15:
+            next(self.generator_ema.parameters()).data.fill_(float("nan"))
+
+    monkeypatch.setattr(GAN, "after_step", poisoned)
+    opts = {"data": "ring8", "steps": 30, "hidden": 16, "progress": False}
+    with pytest.raises(
+        PushforwardError, match="weights became non-finite by step 20 \\(checkpoint of step 10 kept"
+    ):
+        pushforward.train("gan", out="s", checkpoint_every=10, **opts)
+    assert _all_finite(tmp_path / "s" / "checkpoints" / "last.safetensors")
+    assert not (tmp_path / "s" / "model.safetensors").exists()
+
+
+def test_non_finite_option_values_are_refused(cli) -> None:
+    for flag in ("--lr", "--beta", "--dist-timeout"):
+        for value in ("inf", "nan", "-inf"):
+            result = cli("train", "vae", "--data", "ring8", f"{flag}={value}", "--out", "x")
+            assert_user_error(result, flag, "finite")
+
+
 def test_temporary_files_left_by_a_kill_are_removed(cli, finished: Path) -> None:
     """A kill mid-write leaves .NAME.XXXX.tmp beside the file; the next writer removes them."""
     stale = [finished / ".model.safetensors.abc.tmp", finished / "checkpoints" / ".last.json.x.tmp"]
@@ -455,3 +496,51 @@ def test_an_interrupted_demo_does_not_offer_a_resume_it_lacks(
     monkeypatch.setitem(cli_module.COMMANDS, "train", interrupted)
     code, _, err = cli("train", "gan", "--data", "ring8")
     assert code == 130 and "at step 7" in err and "--resume" in err, err
+
+
+def _tar_with(path: Path, entries: list[tuple[str, int]]) -> Path:
+    """A .tar.gz whose entries hold that many zero bytes (they compress to almost nothing)."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, size in entries:
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = size
+            tar.addfile(info, _Zeros(size))
+    return path
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("shape", ["huge member", "many entries", "huge file"])
+def test_a_cifar_bomb_is_refused_before_it_is_read(cli, tmp_path: Path, shape: str) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "d"
+    d.mkdir()
+    if shape == "huge member":  # 64 MB of zeros in a 64 KB archive, named as a real batch
+        _tar_with(d / "cifar-10-binary.tar.gz", [("data_batch_1.bin", 64 << 20)])
+        needle = "more than a CIFAR-10 batch's 30,730,000"
+    elif shape == "many entries":
+        _tar_with(d / "cifar-10-binary.tar.gz", [(f"x{i}", 0) for i in range(100)])
+        needle = "more than 64 entries"
+    else:  # a sparse 8 GB file where a batch belongs: refused by its size, never read
+        folder = write_cifar_folder(d / "cifar-10-batches-bin")
+        with open(folder / "data_batch_3.bin", "r+b") as f:
+            f.truncate(8 << 30)
+        needle = "data_batch_3.bin: 8,589,934,592 bytes"
+    tracemalloc.start()
+    result = cli("train", "gmm", "--data", "cifar10", "--data-dir", str(d), "--out", "c")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert_user_error(result, needle)
+    assert peak < 16 << 20, peak  # nothing near the claimed size was allocated
+    assert not (tmp_path / "c").exists()

@@ -280,9 +280,9 @@ def test_cosine_schedule_sets_each_steps_rate(tmp_path: Path, cli) -> None:
 def test_validation_scores_the_bound_the_model_trains_on() -> None:
     """Under --iw-samples K the held-out score is IWAE-K, not the ELBO: IWAE training trades ELBO
     for likelihood, so choosing its weights by the ELBO would pick against its objective."""
-    from pushforward.loop import validate
     from pushforward.metrics import likelihood
     from pushforward.models.vae import VAE, VAEConfig
+    from pushforward.validation import validate
 
     torch.manual_seed(0)
     val = torch.bernoulli(torch.rand(50, 1, 8, 8))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -46,6 +47,8 @@ def out_of_bounds(f: dataclasses.Field[Any], value: Any) -> str | None:
     """Why a number breaks its field's declared bounds ("must be at least 1"), else None."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
     m = f.metadata
     lo, above, below = m.get("at_least"), m.get("above"), m.get("below")
     if lo is not None and not value >= lo:
@@ -111,6 +114,13 @@ class TrainConfig:
         at_least=1,
     )
     tensorboard: bool = option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
+    dist_timeout: float = option(
+        600.0,
+        "under torchrun: seconds a process waits for the others at a collective before it stops "
+        "with an error (a frozen or lost peer)",
+        above=0,
+        below=1e6,
+    )
     nan_policy: str = option(
         "stop",
         "a non-finite loss: stop (one-line error; the last good checkpoint stays) or skip the step",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 
 import torch
 
@@ -49,9 +50,12 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def setup(device: torch.device) -> bool:
+def setup(device: torch.device, timeout_s: float = 600.0) -> bool:
     """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA); True when this
-    call created it, so the caller also tears it down. One process: nothing to join."""
+    call created it, so the caller also tears it down. One process: nothing to join.
+
+    ``timeout_s`` bounds every collective: without it a frozen (not dead) peer holds the others
+    for gloo's 30 minutes, and their error is a traceback (see ``lost_peer``)."""
     if world_size() == 1 or torch.distributed.is_initialized():
         return False
     if not torch.distributed.is_available():
@@ -61,8 +65,33 @@ def setup(device: torch.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend)
+    torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return True
+
+
+def lost_peer(e: BaseException, timeout_s: float) -> PushforwardError | None:
+    """The one-line error for a collective that timed out or lost a peer process, else None.
+
+    Gloo raises such failures as plain RuntimeErrors whose text names its transport; NCCL's as
+    DistError. (On CUDA, NCCL's watchdog may end the process itself after the timeout.)"""
+    text = str(e)
+    if not (isinstance(e, torch.distributed.DistError) or "gloo" in text.lower()):
+        return None
+    low = text.lower()
+    if "timed out" in low or "timeout" in low:
+        what = (
+            f"waited --dist-timeout {timeout_s:g} s for the other processes at a collective: "
+            "a peer is frozen or far slower"
+        )
+    elif "closed by peer" in low or "connection reset" in low or "broken pipe" in low:
+        what = "lost its connection to another process, which probably crashed (see its log)"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        what = f"failed in a collective: {first[:200]}"
+    return PushforwardError(
+        f"rank {rank()} of {world_size()} {what}; checkpoints/last.* keep the last checkpoint: "
+        "rerun the same torchrun command plus --resume (raise --dist-timeout if a rank is only slow)"
+    )
 
 
 def teardown() -> None:

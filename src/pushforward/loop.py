@@ -1,7 +1,8 @@
 """The pieces the training loop (train.py) is built from, each one job: the budget (how long
 to train, the learning-rate schedule), the position (steps, batches, seconds), the phase step
 (one phase's loss, backward pass and optimizer step, under autocast, DDP and the non-finite
-policy), the meter (device sums turned into a logged row), validation and the stop signals.
+policy), the meter (device sums turned into a logged row) and the stop signals (validation.py holds
+--validation).
 
 Losses stay on the device and are read back only on logging steps, so the loop never waits on
 the host in between.
@@ -22,12 +23,11 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import check_tensors, load_tensors, read_json, save_tensors
+from .checkpoint import read_json
 from .config import TrainConfig
 from .data import InMemoryLoader
 from .errors import PushforwardError
-from .metrics import likelihood
-from .models import LikelihoodBound, Model
+from .models import Model
 
 _NONE_BAD = 2**62  # "no non-finite loss" in the earliest-over-ranks reduction
 
@@ -236,6 +236,22 @@ class PhaseStep:
         self.model.after_step(phase)
         return out, bad
 
+    def check_state(self, step: int, checkpoint: Path) -> None:
+        """Refuse to checkpoint weights or optimizer moments that are not finite: finite losses
+        and gradients bound them, but the guarantee that nothing non-finite is ever saved
+        should not rest on that (one norm per tensor group, at checkpoints only)."""
+        states = [s for o in self.opts.values() for s in o.state.values()]
+        groups = {
+            "weights": list(self.model.state_dict().values()),
+            "optimizer state": [t for s in states for t in s.values() if torch.is_tensor(t)],
+        }
+        for what, tensors in groups.items():
+            floats = [t.detach() for t in tensors if t.is_floating_point() and t.numel()]
+            if floats and not bool(torch.isfinite(torch.stack(torch._foreach_norm(floats))).all()):
+                raise PushforwardError(
+                    f"the {what} became non-finite by step {step} ({_kept(checkpoint)}); lower --lr"
+                )
+
     def stop_on_nonfinite(self, checkpoint: Path) -> None:
         """--nan-policy stop: one line naming the first non-finite loss, before a checkpoint
         could hold it (the last one, ``checkpoint``, is kept)."""
@@ -246,16 +262,19 @@ class PhaseStep:
             return
         schedule = self.model.schedule
         step, phase = divmod(code, len(schedule))
-        kept = (
-            f"checkpoint of step {read_json(checkpoint)['step']} kept"
-            if checkpoint.exists()
-            else "no checkpoint"
-        )
         raise PushforwardError(
-            f"non-finite loss or gradients at step {step}, phase {schedule[phase]} ({kept}); "
+            f"non-finite loss or gradients at step {step}, phase {schedule[phase]} "
+            f"({_kept(checkpoint)}); "
             "lower --lr, or "
             "give --nan-policy skip to skip such steps"
         )
+
+
+def _kept(checkpoint: Path) -> str:
+    """What an error that stops training leaves: the last checkpoint's step, if any."""
+    if checkpoint.exists():
+        return f"checkpoint of step {read_json(checkpoint)['step']} kept"
+    return "no checkpoint"
 
 
 _KEPT = "#kept"  # Meter: how many phases a number was summed over
@@ -302,68 +321,6 @@ class Meter:
         row.update(extra, images_per_sec=round(seen / (now - self.since), 1))
         self.sums, self.steps, self.seen, self.since = {}, 0, 0, now
         return row
-
-
-@torch.no_grad()
-def validate(model: LikelihoodBound, val: torch.Tensor) -> float:
-    """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
-    for a model trained on that bound (``trains_on_k`` K > 1), whose ELBO may fall as its
-    likelihood rises. Eval mode and fixed noise (the test metrics' own), so the score changes
-    only with the weights and the training RNG is left alone."""
-    assert isinstance(model, torch.nn.Module)
-    was = model.training
-    model.eval()
-    k = model.trains_on_k
-    if k > 1:
-        score = -likelihood.iwae(model, val, k=k, seed=0)["nll_nats"]
-    else:
-        score = likelihood.elbo(model, val, seed=0)["elbo"]
-    model.train(was)
-    return float(dist.mean_across(torch.tensor(score, device=val.device)))
-
-
-class Validation:
-    """--validation: scores the held-out examples at every checkpoint, keeps the best weights
-    so far in ``path`` (written before the checkpoint that names them), and tells when
-    --patience checkpoints have passed without a better score."""
-
-    def __init__(
-        self, val: torch.Tensor | None, patience: int | None, path: Path, device: torch.device
-    ) -> None:
-        self.val = None if val is None else val.to(device)  # [n, *shape], moved once
-        self.patience, self.path = patience, path
-        # the best score, its step, and the validations since it (for --patience)
-        self.best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
-
-    def __call__(self, model: Model, step: int) -> float:
-        assert self.val is not None and isinstance(model, LikelihoodBound)
-        score = validate(model, self.val)
-        if score > self.best["score"]:
-            self.best = {"score": score, "step": step, "since": 0}
-            if dist.is_main():
-                save_tensors(self.path, model.state_dict())
-        else:
-            self.best["since"] += 1
-        return score
-
-    @property
-    def exhausted(self) -> bool:
-        return self.patience is not None and self.best["since"] >= self.patience
-
-    def restore_best(self, model: Model) -> dict[str, Any]:
-        """The run's model is the best validated one, not the last; returns what model.json
-        records of it."""
-        if self.val is None:
-            return {}
-        if self.path.exists():
-            best = load_tensors(self.path)
-            check_tensors(self.path, best, model.state_dict())
-            model.load_state_dict(best)
-        return {
-            "best_step": self.best["step"],
-            "best_val_elbo": self.best["score"],
-            "validation_n": len(self.val),
-        }
 
 
 class StopSignals:

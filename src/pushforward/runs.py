@@ -49,7 +49,7 @@ BEST = "best.safetensors"  # in checkpoints/: the weights of the best --validati
 EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scored the run
 EXPERIMENT_TRAINED = "experiment-trained.json"  # ... and once it has trained it
 # options that say how to run and report, not what is trained: they may change on --resume
-_HOW = {"resume", "device", "tensorboard", "log_every"}
+_HOW = {"resume", "device", "tensorboard", "log_every", "dist_timeout"}
 
 
 def default_run_dir(model: str, data: str) -> Path:

@@ -36,7 +36,6 @@ from .loop import (
     PhaseStep,
     Position,
     StopSignals,
-    Validation,
     batches,
 )
 from .metrics.health import failure_line, health
@@ -61,6 +60,7 @@ from .runs import (
     unlock,
     write_config,
 )
+from .validation import Validation
 
 
 def _model_class(name: str) -> type[Model]:
@@ -141,7 +141,9 @@ def fit_gradient(
     bar = progress(total=budget.total, initial=at.step)
 
     def checkpoint() -> None:
-        save_state(ckpt, model, opts, at.checkpoint(budget.total, validation.best))
+        phase_step.check_state(at.step, ckpt / LAST_JSON)  # every rank: they hold the same
+        if dist.is_main():
+            save_state(ckpt, model, opts, at.checkpoint(budget.total, validation.best))
 
     with StopSignals() as stop, _training(bar, model):
         while budget.more(at.step):
@@ -179,12 +181,11 @@ def fit_gradient(
                 log(row)
                 loss = "skipped" if row["loss"] is None else f"{row['loss']:.4g}"
                 bar.set_postfix(loss=loss, img_s=f"{row['images_per_sec']:.0f}")
-            if (at.step % tcfg.checkpoint_every == 0 or last) and dist.is_main():
+            if at.step % tcfg.checkpoint_every == 0 or last:
                 checkpoint()
             asked = stop.asked(at.step, tcfg.log_every)
             if asked and not last:
-                if dist.is_main():
-                    checkpoint()
+                checkpoint()
                 dist.barrier()
                 raise Interrupted(asked, at.step)
     return _summary(at, validation, model)
@@ -262,9 +263,15 @@ def fit(
             "--data is required, e.g. --data ring8 (see `pushforward data list`)"
         )
     device = dist.resolve_device(tcfg.device)
-    owns_group = dist.setup(device)
+    owns_group = dist.setup(device, tcfg.dist_timeout)
     try:
         return _fit(cls, model_name, tcfg, mcfg, out, overwrite, progress, device)
+    except RuntimeError as e:
+        lost = dist.lost_peer(e, tcfg.dist_timeout) if owns_group else None
+        if lost is None:
+            raise
+        owns_group = False  # the group is broken: tearing it down can wait on the lost peer
+        raise lost from None
     finally:
         if owns_group:
             dist.teardown()
@@ -344,7 +351,8 @@ def _train_in(
             run.sample(n, seed=tcfg.seed), data.train[:20000].cpu(), title, data.log_prob
         )
         plots.write(run_dir / SAMPLES, png)
-    dist.barrier()
+    # no barrier here: the other ranks would wait on rank 0's health checks, which can take
+    # longer than --dist-timeout (a first run trains its feature classifier)
     return run
 
 

@@ -143,41 +143,68 @@ def parse_cifar_batch(raw: bytes, name: str, fix: str) -> tuple[np.ndarray, np.n
 
 CIFAR_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 CIFAR_TEST = ["test_batch.bin"]
+CIFAR_BATCH_BYTES = 10_000 * CIFAR_RECORD  # each real batch: 10,000 records
+_CIFAR_MEMBERS = 64  # the real archive holds 8 entries; more means it is some other file
 
 
-def read_cifar_dir(folder: Path, fix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _check_batch_size(size: int, name: str, fix: str) -> None:
+    """Refuse a batch larger than a real one before a byte of it is read."""
+    if size > CIFAR_BATCH_BYTES:
+        raise PushforwardError(
+            f"{name}: {size:,} bytes, more than a CIFAR-10 batch's {CIFAR_BATCH_BYTES:,} "
+            f"(10,000 records); not a CIFAR-10 batch, {fix}"
+        )
+
+
+def _splits(
+    batches: dict[str, bytes], where: str, fix: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for split, names in (("train", CIFAR_TRAIN), ("test", CIFAR_TEST)):
-        parts = []
-        for name in names:
-            path = folder / name
-            try:
-                raw = path.read_bytes()
-            except OSError as e:
-                raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
-            parts.append(parse_cifar_batch(raw, str(path), fix))
+        parts = [parse_cifar_batch(batches[n], f"{where}{n}", fix) for n in names]
         out[split] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     return out
 
 
+def read_cifar_dir(folder: Path, fix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    batches = {}
+    for name in CIFAR_TRAIN + CIFAR_TEST:
+        path = folder / name
+        try:
+            _check_batch_size(path.stat().st_size, str(path), fix)
+            batches[name] = path.read_bytes()
+        except OSError as e:
+            raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
+    return _splits(batches, f"{folder}/", fix)
+
+
 def read_cifar_tar(path: Path, fix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Read the batches straight out of cifar-10-binary.tar.gz; nothing is extracted to disk."""
+    """Read the batches straight out of cifar-10-binary.tar.gz; nothing is extracted to disk.
+
+    Entries are read in archive order, each size checked against a real batch's before it is
+    inflated, and at most 64 entries are looked at: a crafted archive (a huge member, millions
+    of entries) is refused in one pass instead of filling memory."""
+    wanted, batches = set(CIFAR_TRAIN + CIFAR_TEST), {}
     try:
         with tarfile.open(path, "r:*") as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-            out = {}
-            for split, names in (("train", CIFAR_TRAIN), ("test", CIFAR_TEST)):
-                parts = []
-                for name in names:
-                    if name not in members:
-                        raise PushforwardError(f"{path}: {name} missing from the archive; {fix}")
-                    fh = tar.extractfile(members[name])
-                    assert fh is not None
-                    parts.append(parse_cifar_batch(fh.read(), f"{path}:{name}", fix))
-                out[split] = (
-                    np.concatenate([p[0] for p in parts]),
-                    np.concatenate([p[1] for p in parts]),
-                )
-            return out
+            for i, member in enumerate(tar):
+                if i >= _CIFAR_MEMBERS:
+                    raise PushforwardError(
+                        f"{path}: more than {_CIFAR_MEMBERS} entries; not the CIFAR-10 binary "
+                        f"archive, {fix}"
+                    )
+                if member.isfile():
+                    _check_batch_size(member.size, f"{path}:{member.name}", fix)
+                name = Path(member.name).name
+                if member.isfile() and name in wanted and name not in batches:
+                    fh = tar.extractfile(member)
+                    assert fh is not None  # a regular file always has one
+                    batches[name] = fh.read()
+                if len(batches) == len(wanted):
+                    break
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise PushforwardError(f"{path}: corrupt or truncated archive ({e}); {fix}") from None
+    missing = sorted(wanted - set(batches))
+    if missing:
+        raise PushforwardError(f"{path}: {missing[0]} missing from the archive; {fix}")
+    return _splits(batches, f"{path}:", fix)

@@ -1,0 +1,77 @@
+"""--validation: the held-out examples' bound, scored at every checkpoint; the best weights
+kept, and --patience to stop when they stop improving."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import dist
+from .checkpoint import check_tensors, load_tensors, save_tensors
+from .metrics import likelihood
+from .models import LikelihoodBound, Model
+
+
+@torch.no_grad()
+def validate(model: LikelihoodBound, val: torch.Tensor) -> float:
+    """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
+    for a model trained on that bound (``trains_on_k`` K > 1), whose ELBO may fall as its
+    likelihood rises. Eval mode and fixed noise (the test metrics' own), so the score changes
+    only with the weights and the training RNG is left alone."""
+    assert isinstance(model, torch.nn.Module)
+    was = model.training
+    model.eval()
+    k = model.trains_on_k
+    if k > 1:
+        score = -likelihood.iwae(model, val, k=k, seed=0)["nll_nats"]
+    else:
+        score = likelihood.elbo(model, val, seed=0)["elbo"]
+    model.train(was)
+    return float(dist.mean_across(torch.tensor(score, device=val.device)))
+
+
+class Validation:
+    """--validation: scores the held-out examples at every checkpoint, keeps the best weights
+    so far in ``path`` (written before the checkpoint that names them), and tells when
+    --patience checkpoints have passed without a better score."""
+
+    def __init__(
+        self, val: torch.Tensor | None, patience: int | None, path: Path, device: torch.device
+    ) -> None:
+        self.val = None if val is None else val.to(device)  # [n, *shape], moved once
+        self.patience, self.path = patience, path
+        # the best score, its step, and the validations since it (for --patience)
+        self.best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
+
+    def __call__(self, model: Model, step: int) -> float:
+        assert self.val is not None and isinstance(model, LikelihoodBound)
+        score = validate(model, self.val)
+        if score > self.best["score"]:
+            self.best = {"score": score, "step": step, "since": 0}
+            if dist.is_main():
+                save_tensors(self.path, model.state_dict())
+        else:
+            self.best["since"] += 1
+        return score
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience is not None and self.best["since"] >= self.patience
+
+    def restore_best(self, model: Model) -> dict[str, Any]:
+        """The run's model is the best validated one, not the last; returns what model.json
+        records of it."""
+        if self.val is None:
+            return {}
+        if self.path.exists():
+            best = load_tensors(self.path)
+            check_tensors(self.path, best, model.state_dict())
+            model.load_state_dict(best)
+        return {
+            "best_step": self.best["step"],
+            "best_val_elbo": self.best["score"],
+            "validation_n": len(self.val),
+        }

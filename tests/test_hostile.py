@@ -228,6 +228,24 @@ def test_resume_without_config_json_keeps_the_checkpoints(cli, finished: Path) -
     assert _tree(finished) == before
 
 
+@pytest.mark.parametrize("text", ["null", "[]", '{"train": "x"}', "{"])
+def test_a_damaged_config_json_is_refused_by_resume(cli, finished: Path, text: str) -> None:
+    (finished / "config.json").write_text(text)
+    before = _tree(finished)
+    assert_user_error(cli("train", *GAN, "--out", "r", "--resume"), "config.json")
+    assert _tree(finished) == before
+
+
+def test_a_start_refused_for_an_option_leaves_nothing_to_block_the_retry(
+    cli, tmp_path: Path
+) -> None:
+    """`--batch-size 0` used to leave a half-made folder that refused the corrected command."""
+    assert_user_error(cli("train", *GAN, "--batch-size", "0", "--out", "b"), "--batch-size")
+    assert not (tmp_path / "b").exists()
+    code, _, err = cli("train", *GAN, "--out", "b")
+    assert code == 0, err
+
+
 def test_a_finished_gmm_run_is_left_as_it_is_by_resume(cli, tmp_path: Path) -> None:
     args = ("train", "gmm", "--data", "ring8", "--components", "8", "--out", "g")
     assert cli(*args)[0] == 0 and cli("eval", "g")[0] == 0
@@ -544,3 +562,75 @@ def test_a_cifar_bomb_is_refused_before_it_is_read(cli, tmp_path: Path, shape: s
     assert_user_error(result, needle)
     assert peak < 16 << 20, peak  # nothing near the claimed size was allocated
     assert not (tmp_path / "c").exists()
+
+
+def _option_cases() -> list[tuple[str, str, str, str]]:
+    """(model, flag, value, needle) for every numeric option of train and of each model: not a
+    number, not finite, a fraction for a count, a count past int32 either way, past its bounds."""
+    import dataclasses
+
+    from pushforward.config import TrainConfig, _field_type
+    from pushforward.models import MODELS
+
+    cases = []
+    for model, cls in [("vae", TrainConfig)] + [(m, MODELS[m].Config) for m in sorted(MODELS)]:
+        for f in dataclasses.fields(cls):
+            base, _ = _field_type(cls, f)
+            if base not in (int, float):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            values = {"abc": "is not valid"}
+            if base is float:
+                values |= {"nan": "finite", "inf": "finite", "-inf": "finite"}
+            else:
+                values |= {"1.5": "valid", str(10**30): "between", str(-(10**30)): "between"}
+            m = f.metadata
+            if m.get("at_least") is not None:
+                values[f"{m['at_least'] - 1:g}"] = "at least"
+            if m.get("above") is not None:
+                values[f"{m['above']:g}"] = "above"
+            if m.get("at_most") is not None:
+                values[f"{m['at_most'] + 1:g}"] = "at most"
+            cases += [(model, flag, v, needle) for v, needle in values.items()]
+    return cases
+
+
+@pytest.mark.parametrize(("model", "flag", "value", "needle"), _option_cases())
+def test_every_numeric_option_refuses_nonsense(
+    cli, tmp_path: Path, model, flag, value, needle
+) -> None:  # type: ignore[no-untyped-def]
+    """--lr -1, --lr nan, --beta -1, --kl-warmup -5, --seed 10**30 (an OverflowError deep in
+    torch), --depth 10**30 (a model built layer by layer forever): each one line naming it."""
+    args = ["train", model, "--data", "ring8", "--steps", "2", f"{flag}={value}", "--out", "x"]
+    if flag == "--steps":
+        args[4:6] = ["--epochs", "1"]
+    assert_user_error(cli(*args), flag, needle)
+    assert not (tmp_path / "x").exists()
+
+
+def test_running_out_of_memory_is_one_line_and_leaves_no_debris(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU allocator's refusal mid-step (measured: --iw-samples 5000 --batch-size 40000 on
+    ring8 asks for 381.5 GiB) is one line, and the run that never checkpointed leaves nothing
+    that blocks the corrected command."""
+    from pushforward.models.vae import VAE
+
+    loss = VAE.loss
+
+    def refused(self, x, phase):  # type: ignore[no-untyped-def]
+        if len(x) > 64:
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                "memory: you tried to allocate 409600000000 bytes. Error code 12"
+            )
+        return loss(self, x, phase)
+
+    monkeypatch.setattr(VAE, "loss", refused)
+    args = ["train", "vae", "--data", "ring8", "--steps", "3", "--out", "o"]
+    assert_user_error(
+        cli(*args, "--batch-size", "128"), "out of memory", "381.5 GiB", "--batch-size"
+    )
+    assert not any(p.is_file() and p.name != ".lock" for p in (tmp_path / "o").rglob("*"))
+    code, _, err = cli(*args, "--batch-size", "64")  # the corrected command, same --out
+    assert code == 0, err

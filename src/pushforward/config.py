@@ -36,11 +36,15 @@ def option(
     at_least: float | None = None,
     above: float | None = None,
     below: float | None = None,
+    at_most: float | None = None,
 ) -> Any:
     """A dataclass field that also knows its flag's help text and allowed values: ``choices``
-    for a string, bounds (``at_least``, ``above``, ``below``) for a number."""
-    bounds = {"at_least": at_least, "above": above, "below": below}
+    for a string, bounds (``at_least``, ``above``, ``below``, ``at_most``) for a number."""
+    bounds = {"at_least": at_least, "above": above, "below": below, "at_most": at_most}
     return field(default=default, metadata={"help": help, "choices": choices, **bounds})
+
+
+INT_LIMIT = 2**31 - 1  # every integer option: counts, sizes and seeds all fit in int32
 
 
 def out_of_bounds(f: dataclasses.Field[Any], value: Any) -> str | None:
@@ -49,8 +53,13 @@ def out_of_bounds(f: dataclasses.Field[Any], value: Any) -> str | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number"
+    if isinstance(value, int) and abs(value) > INT_LIMIT:  # past it, torch and numpy overflow
+        return f"must be between -{INT_LIMIT} and {INT_LIMIT}"
     m = f.metadata
     lo, above, below = m.get("at_least"), m.get("above"), m.get("below")
+    most = m.get("at_most")
+    if most is not None and not value <= most:
+        return f"must be at most {most:g}"
     if lo is not None and not value >= lo:
         return f"must be at least {lo:g}"
     if above is not None and not value > above:

@@ -42,6 +42,7 @@ from .metrics.health import failure_line, health
 from .models import MODELS, FitsByEM, Model
 from .models.gmm import DEFAULT_EM_STEPS
 from .prepare import build_model, prepare_data
+from .resources import out_of_memory
 from .run import Run
 from .runs import (
     BEST,
@@ -52,6 +53,7 @@ from .runs import (
     WEIGHTS_META,
     Logger,
     claim,
+    clear_run,
     em_finished,
     lock,
     resumable,
@@ -267,11 +269,14 @@ def fit(
     try:
         return _fit(cls, model_name, tcfg, mcfg, out, overwrite, progress, device)
     except RuntimeError as e:
-        lost = dist.lost_peer(e, tcfg.dist_timeout) if owns_group else None
-        if lost is None:
+        oom = out_of_memory(e, device)
+        lost = None if oom or not owns_group else dist.lost_peer(e, tcfg.dist_timeout)
+        if lost is not None:
+            owns_group = False  # the group is broken: tearing it down can wait on the lost peer
+        failed = oom or lost
+        if failed is None:
             raise
-        owns_group = False  # the group is broken: tearing it down can wait on the lost peer
-        raise lost from None
+        raise failed from None
     finally:
         if owns_group:
             dist.teardown()
@@ -300,6 +305,12 @@ def _fit(
     lock(run_dir)  # claim took it already; a resume takes it here
     try:
         return _train_in(run_dir, model_name, model, raw, data, val, tcfg, progress, resuming)
+    except (PushforwardError, RuntimeError):
+        # a new run that stopped before its first checkpoint has nothing to resume: its files
+        # would only block the corrected command ("already holds a run")
+        if not resuming and dist.is_main() and not (run_dir / CHECKPOINTS / LAST).exists():
+            clear_run(run_dir)
+        raise
     finally:
         unlock(run_dir)
 

@@ -70,19 +70,22 @@ class GANConfig:
     noise_components: int = option(100, "components of --noise mixture", at_least=1)
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(256, "MLP width, or the first conv layer's channels", at_least=1)
-    depth: int = option(3, "hidden layers of each MLP", at_least=0)
+    depth: int = option(3, "hidden layers of each MLP", at_least=0, at_most=64)
     loss: str = option(
         "ns",
         "objective: ns (non-saturating), minimax (saturating), hinge, wgan-gp",
         tuple(GAN_LOSSES),
     )
-    d_steps: int = option(1, "discriminator steps per generator step", at_least=1)
+    d_steps: int = option(1, "discriminator steps per generator step", at_least=1, at_most=100)
     lr: float = option(5e-4, "Adam learning rate of both networks", above=0)
     lr_d: float | None = option(None, "discriminator learning rate (default: --lr)", above=0)
     beta1: float = option(0.0, "Adam beta1 (DCGAN used 0.5)", at_least=0, below=1)
     beta2: float = option(0.9, "Adam beta2", at_least=0, below=1)
     pack: int = option(
-        1, "PacGAN: D judges packs of this many samples (2-4 fight mode collapse)", at_least=1
+        1,
+        "PacGAN: D judges packs of this many samples (2-4 fight mode collapse)",
+        at_least=1,
+        at_most=64,
     )
     gp: float | None = option(
         None,

@@ -31,7 +31,7 @@ class VAEConfig:
     )
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(512, "MLP width, or the first conv layer's channels", at_least=1)
-    depth: int = option(2, "hidden layers of each MLP", at_least=0)
+    depth: int = option(2, "hidden layers of each MLP", at_least=0, at_most=64)
     likelihood: str = option(
         "auto",
         "p(x|z); auto: bernoulli for images, gaussian for points",
@@ -64,6 +64,7 @@ class VAEConfig:
         "train on the importance-weighted bound with this many z per example (IWAE, Burda et "
         "al. 2015); 1 = the ELBO",
         at_least=1,
+        at_most=5000,
     )
     lr: float = option(1e-3, "Adam learning rate", above=0)
 

@@ -634,3 +634,33 @@ def test_running_out_of_memory_is_one_line_and_leaves_no_debris(
     assert not any(p.is_file() and p.name != ".lock" for p in (tmp_path / "o").rglob("*"))
     code, _, err = cli(*args, "--batch-size", "64")  # the corrected command, same --out
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["sample", "RUN", "--seed", str(10**23), "--out", "s.npy"], "--seed"),  # was OverflowError
+        (["sample", "RUN", "-n", "0"], "-n"),
+        (["sample", "RUN", "--interpolate", "--steps", "1"], "--steps"),
+        (["sample", "RUN", "--steps", "x"], "--steps"),
+        (["sample", "RUN", "--components", "0"], "--components"),
+        (["eval", "RUN", "--seed", str(-(10**23))], "--seed"),  # was OverflowError
+        (["eval", "RUN", "-k", str(10**8)], "-k"),  # was hours of decoder passes
+        (["eval", "RUN", "-k", "0"], "-k"),
+        (["eval", "RUN", "--n-fake", "1"], "--n-fake"),
+        (["eval", "RUN", "--n-real", "-3"], "--n-real"),
+        (["eval", "RUN", "--metrics", ","], "--metrics"),  # was all metrics, silently
+        (["bench", "--data", "ring8", "--budget-minutes", "nan"], "--budget-minutes"),
+        (["bench", "--data", "ring8", "--budget-minutes", "0"], "--budget-minutes"),
+        (["experiment", "mode-collapse", "--jobs", "100000"], "--jobs"),
+        (["experiment", "mode-collapse", "--scale", "inf"], "--scale"),
+        (["demo", "--out", "/proc/no/such/folder"], "--out"),  # no progress bar on its line
+    ],
+)
+def test_every_command_refuses_nonsense_numbers(
+    cli, gan_run: Path, args: list[str], needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    args = [str(gan_run) if a == "RUN" else a for a in args]
+    before = _tree(gan_run)
+    assert_user_error(cli(*args), needle)
+    assert _tree(gan_run) == before

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,7 +19,7 @@ import torch
 
 from . import dist
 from .checkpoint import atomic_write_bytes, safe_name
-from .config import TrainConfig, add_flags, resolve
+from .config import INT_LIMIT, TrainConfig, add_flags, resolve
 from .errors import Interrupted, PushforwardError
 from .models import MODELS
 from .version import __version__
@@ -27,6 +29,36 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
+
+
+def _whole(lo: int, hi: int = INT_LIMIT) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi] (past int32, torch and numpy overflow)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} must be between {lo:,} and {hi:,}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
+SEED = _whole(-INT_LIMIT)
+IWAE_K = 100_000  # the IWAE papers' largest is 5,000; each example costs k decoder passes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +105,8 @@ def _train_parser(train: argparse.ArgumentParser) -> None:
 
 def _sample_parser(sample: argparse.ArgumentParser) -> None:
     sample.add_argument("run")
-    sample.add_argument("-n", type=int, default=64, help="number of samples")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("-n", type=_whole(1), default=64, help="number of samples")
+    sample.add_argument("--seed", type=SEED, default=0)
     sample.add_argument("--out", default=None, help="FILE.png (picture) or FILE.npy (raw samples)")
     what = sample.add_mutually_exclusive_group()
     what.add_argument(
@@ -85,9 +117,13 @@ def _sample_parser(sample: argparse.ArgumentParser) -> None:
         action="store_true",
         help="vae: decoded lines in z between n pairs of examples",
     )
-    sample.add_argument("--steps", type=int, default=8, help="points along each --interpolate line")
+    sample.add_argument(
+        "--steps", type=_whole(2, 1000), default=8, help="points along each --interpolate line"
+    )
     _sampler_flag(sample, "vae: z from the prior or from an ex-post GMM of the codes")
-    sample.add_argument("--components", type=int, default=10, help="components of the ex-post GMM")
+    sample.add_argument(
+        "--components", type=_whole(1), default=10, help="components of the ex-post GMM"
+    )
 
 
 def _sampler_flag(parser: argparse.ArgumentParser, help: str) -> None:
@@ -96,19 +132,24 @@ def _sampler_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _eval_options(parser: argparse.ArgumentParser) -> None:
     """The options eval and bench share: seed, the IWAE sample count, held-out examples."""
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument(
-        "-k", type=int, default=1000, help="importance samples of the VAE's IWAE bound"
+        "-k",
+        type=_whole(1, IWAE_K),
+        default=1000,
+        help="importance samples of the VAE's IWAE bound",
     )
     parser.add_argument(
-        "--n-real", type=int, default=None, help="use only the first N held-out examples"
+        "--n-real", type=_whole(1), default=None, help="use only the first N held-out examples"
     )
 
 
 def _bench_parser(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--data", required=True, help="data set name, as for train")
     bench.add_argument("--models", default="gmm,vae,gan", help="comma-separated models")
-    bench.add_argument("--budget-minutes", type=float, default=2.0, help="training time per model")
+    bench.add_argument(
+        "--budget-minutes", type=_positive, default=2.0, help="training time per model"
+    )
     bench.add_argument("--out", default=None, help="report folder (default bench-DATA)")
     _eval_options(bench)
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -126,7 +167,10 @@ def _experiment_parser(exp: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="small budgets (for tests and a first look)"
     )
     exp.add_argument(
-        "--jobs", type=int, default=1, help="runs trained at once, each in its own process"
+        "--jobs",
+        type=_whole(1, 64),
+        default=1,
+        help="runs trained at once, each in its own process",
     )
     exp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     exp.add_argument("--data-dir", default=None, help="folder holding downloaded data sets")
@@ -152,7 +196,9 @@ def _eval_parser(ev: argparse.ArgumentParser) -> None:
     )
     ev.add_argument("--split", default="test", choices=("train", "test"))
     ev.add_argument("--data", default=None, help="evaluate on other data, e.g. npy:held_out.npy")
-    ev.add_argument("--n-fake", type=int, default=10_000, help="model samples for sample metrics")
+    ev.add_argument(
+        "--n-fake", type=_whole(2), default=10_000, help="model samples for sample metrics"
+    )
     _eval_options(ev)
     _sampler_flag(ev, "vae: where sample metrics draw z from")
 
@@ -172,8 +218,6 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     from . import plots
     from .run import Run
 
-    if args.n < 1 or args.steps < 2:
-        raise PushforwardError("-n must be at least 1 and --steps at least 2")
     if args.out and Path(args.out).suffix not in (".png", ".npy"):
         raise PushforwardError(f"--out {args.out}: unknown file type; use FILE.png or FILE.npy")
     run = Run.load(args.run)
@@ -219,7 +263,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from .runs import EVAL
 
     run = Run.load(args.run)
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    names = None if args.metrics is None else [m.strip() for m in args.metrics.split(",")]
+    if names is not None and not all(names):
+        raise PushforwardError(
+            f"--metrics {args.metrics!r}: an empty name; give names separated by commas, or "
+            "leave --metrics out for all that apply"
+        )
     res = run.evaluate(
         names,
         split=args.split,
@@ -258,8 +307,6 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise PushforwardError(f"--models {args.models!r}: choose from {', '.join(MODELS)}")
-    if args.budget_minutes <= 0:
-        raise PushforwardError(f"--budget-minutes {args.budget_minutes}: must be positive")
     out = Path(args.out or f"bench-{safe_name(args.data, keep='-_')}")
     path = run_bench(
         out,

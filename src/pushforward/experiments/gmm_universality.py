@@ -23,7 +23,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
     n_train = 5_000 if quick else None
     results: dict[str, Any] = {"k": ks, "sets": {}}
     fits: dict[str, list[GMM]] = {}
-    for name in tqdm(names, desc="gmm-universality", unit="set"):
+    for name in tqdm(names, desc="gmm-universality", unit="set", disable=None):
         ds = load_dataset(name)
         train, test = ds.train[:n_train] if n_train else ds.train, ds.split("test")
         entropy = float(-ds.log_prob(test.double()).mean()) if ds.log_prob else None

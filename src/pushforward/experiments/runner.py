@@ -147,7 +147,7 @@ def run_jobs(
     jobs = [replace(j, options={**j.options, **how}) for j in jobs]
     do = partial(_do_job, reuse=reuse)
     if settings.jobs <= 1 or len(jobs) == 1:
-        return [do(j) for j in tqdm(jobs, desc=desc, unit="run")]
+        return [do(j) for j in tqdm(jobs, desc=desc, unit="run", disable=None)]
     threads = max(1, (os.cpu_count() or 1) // settings.jobs)
     with ProcessPoolExecutor(
         min(settings.jobs, len(jobs)),
@@ -157,7 +157,9 @@ def run_jobs(
     ) as pool:
         futures = [pool.submit(do, j) for j in jobs]
         try:
-            for f in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run"):
+            for f in tqdm(
+                as_completed(futures), total=len(futures), desc=desc, unit="run", disable=None
+            ):
                 f.result()  # the first failure stops the experiment, not the last
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # finished runs stay reusable

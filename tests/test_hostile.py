@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -664,3 +665,74 @@ def test_every_command_refuses_nonsense_numbers(
     before = _tree(gan_run)
     assert_user_error(cli(*args), needle)
     assert _tree(gan_run) == before
+
+
+def _fifo(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+def _deep(path: Path) -> None:
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    ("damage", "command", "needle"),
+    [
+        (lambda r: _fifo(r / "model.json"), "eval", "not a regular file"),  # read forever before
+        (lambda r: (r / "model.json").unlink() or (r / "model.json").symlink_to("/dev/zero"), "eval", "not a regular file"),
+        (lambda r: (r / "model.safetensors").unlink() or (r / "model.safetensors").mkdir(), "sample", "not a regular file"),  # IsADirectoryError
+        (lambda r: _deep(r / "model.json"), "eval", "nested too deeply"),  # RecursionError
+        (lambda r: _fifo(r / "checkpoints" / "last.safetensors"), "resume", "not a regular file"),
+        (lambda r: (r / ".lock").unlink() or (r / ".lock").symlink_to(r / "victim"), "resume", "symbolic link"),
+        (lambda r: _fifo(r / ".lock"), "resume", "not a regular file"),
+    ],
+)  # fmt: skip
+def test_a_run_file_that_is_no_regular_file_is_refused(
+    cli, finished: Path, damage, command: str, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    (finished / "victim").write_text("keep")
+    damage(finished)
+    args = {
+        "eval": ["eval", "r"],
+        "sample": ["sample", "r"],
+        "resume": ["train", *GAN, "--out", "r", "--resume"],
+    }
+    assert_user_error(cli(*args[command]), needle)
+    assert (finished / "victim").read_text() == "keep"  # a planted link was never written through
+
+
+def test_garbled_metrics_lines_are_dropped_on_resume(cli, tmp_path: Path) -> None:
+    """Invalid UTF-8, non-objects and a string step in metrics.jsonl (a UnicodeDecodeError, then
+    a TypeError, before): a resume drops them and logs its steps again."""
+    import json
+
+    args = ["train", "gan", "--data", "ring8", "--steps", "20", "--hidden", "16", "--log-every", "5",
+            "--checkpoint-every", "10", "--out", "m"]  # fmt: skip
+    assert cli(*args)[0] == 0
+    run = tmp_path / "m"
+    _rewrite_checkpoint(run, meta={"finished": False, "step": 10, "batches": 20})
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b'\xff\xfe garbage\n[1, 2]\n{"step": "x"}\n')
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--data", "npy:/dev/zero"], "not a regular file"),  # "file not found" before
+        (["--data", "npy:FIFO"], "not a regular file"),
+        (["--data", "ring8", "--config", "/dev/zero"], "not a regular file"),  # read forever before
+        (["--data", "ring8", "--config", "FIFO"], "not a regular file"),
+    ],
+)
+def test_a_data_or_config_file_that_is_no_regular_file_is_refused(
+    cli, tmp_path: Path, args: list[str], needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    os.mkfifo(tmp_path / "fifo")
+    args = [a.replace("FIFO", str(tmp_path / "fifo")) for a in args]
+    assert_user_error(cli("train", "gan", *args, "--steps", "2", "--out", "x"), needle)
+    assert not (tmp_path / "x").exists()

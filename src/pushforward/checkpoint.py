@@ -24,6 +24,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import PushforwardError
+from .resources import read_file
 from .version import __version__
 
 CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
@@ -79,14 +80,21 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, to_json(obj).encode())
 
 
+JSON_LIMIT = 64 << 20  # a run's JSON files hold kilobytes; metrics.jsonl is bounded by memory
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_file(path, "restore it or retrain", JSON_LIMIT))
     except FileNotFoundError as e:
         raise PushforwardError(f"{path} not found; is this a pushforward run folder?") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PushforwardError(f"{path} is not valid JSON ({e}); restore it or retrain") from e
+    except RecursionError:
+        raise PushforwardError(
+            f"{path} is not valid JSON (nested too deeply); restore it or retrain"
+        ) from None
 
 
 def digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
@@ -125,7 +133,7 @@ def load_tensors_and_metadata(
     one the JSON beside the file recorded (files written before checksums have neither)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_file(path, "restore it or retrain")
     except FileNotFoundError as e:
         raise PushforwardError(f"{path} not found; is this a pushforward run folder?") from e
     try:
@@ -183,12 +191,16 @@ def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON-object lines of a file; a torn, garbled or non-object line is skipped."""
     rows = []
-    for line in Path(path).read_text().splitlines():
+    text = read_file(Path(path), "delete it or restore it").decode(errors="replace")
+    for line in text.splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -273,7 +285,9 @@ def _config_sha(folder: Path) -> str | None:
     """The checksum of the run's config.json (beside checkpoints/), which ties a checkpoint to
     its run: a checkpoint copied in from another run is refused."""
     config = folder.parent / "config.json"
-    return hashlib.sha256(config.read_bytes()).hexdigest() if config.exists() else None
+    if not config.exists():
+        return None
+    return hashlib.sha256(read_file(config, "restore it or retrain", JSON_LIMIT)).hexdigest()
 
 
 _ADAM_STATE = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")

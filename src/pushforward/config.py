@@ -15,9 +15,11 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import PushforwardError
+from .resources import read_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -244,8 +246,7 @@ def build(cls: type[T], values: dict[str, Any], source: str) -> T:
 
 def read_toml(path: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(read_file(Path(path), "give --config a TOML file", 1 << 20).decode())
     except FileNotFoundError:
         raise PushforwardError(f"--config {path}: file not found; check the path") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,3 +82,29 @@ def out_of_memory(e: BaseException, device: torch.device) -> PushforwardError | 
         + (f" (it asked for {asked} more)" if asked else "")
         + "; lower --batch-size (or the model's --iw-samples, --hidden)"
     )
+
+
+def read_file(path: Path, fix: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, its size checked first: a folder, a pipe or a
+    device (/dev/zero) where a file belongs is refused instead of read forever, and a file past
+    ``limit`` bytes, or past free memory, instead of read until the allocator fails.
+    FileNotFoundError passes through for the caller's own message."""
+    try:
+        return _read_regular(path, fix, limit)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
+
+
+def _read_regular(path: Path, fix: str, limit: int | None) -> bytes:
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise PushforwardError(f"{path}: not a regular file (a folder, pipe or device); {fix}")
+    if limit is not None and st.st_size > limit:
+        raise PushforwardError(
+            f"{path}: {st.st_size:,} bytes, more than the {limit:,} such a file may hold; {fix}"
+        )
+    check_fits(st.st_size, str(path), fix)
+    with open(path, "rb") as f:
+        return f.read(st.st_size + 1)  # a file growing while read is read no further

@@ -9,10 +9,12 @@ checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON o
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +108,17 @@ def lock(path: Path) -> None:
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a .lock planted as a link to another file is refused, never written
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PushforwardError(f"--out {path}: {LOCK} is a symbolic link; delete it") from None
         raise PushforwardError(
             f"--out {path}: cannot create ({e.strerror}); choose a writable folder"
         ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PushforwardError(f"--out {path}: {LOCK} is not a regular file; delete it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -323,7 +331,7 @@ def em_finished(run_dir: Path) -> bool:
 def trim_history(path: Path, step: int) -> None:
     """Rows logged after the checkpoint (or before a first one) are logged again on resume."""
     if dist.is_main() and path.exists():
-        rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+        rows = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r["step"] <= step]
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 

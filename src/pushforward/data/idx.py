@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PushforwardError
-from ..resources import check_fits
+from ..resources import check_fits, read_file
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -32,11 +32,9 @@ CIFAR_RECORD = 1 + 3 * 32 * 32
 def read_maybe_gzip(path: Path, fix: str) -> bytes:
     """File bytes, gunzipped when the file starts with the gzip magic."""
     try:
-        raw = path.read_bytes()
+        raw = read_file(path, fix)
     except FileNotFoundError:
         raise PushforwardError(f"{path}: file not found; {fix}") from None
-    except OSError as e:
-        raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -171,10 +169,9 @@ def read_cifar_dir(folder: Path, fix: str) -> dict[str, tuple[np.ndarray, np.nda
     for name in CIFAR_TRAIN + CIFAR_TEST:
         path = folder / name
         try:
-            _check_batch_size(path.stat().st_size, str(path), fix)
-            batches[name] = path.read_bytes()
-        except OSError as e:
-            raise PushforwardError(f"{path}: cannot read ({e.strerror}); {fix}") from None
+            batches[name] = read_file(path, f"not a CIFAR-10 batch, {fix}", CIFAR_BATCH_BYTES)
+        except FileNotFoundError:
+            raise PushforwardError(f"{path}: file not found; {fix}") from None
     return _splits(batches, f"{folder}/", fix)
 
 

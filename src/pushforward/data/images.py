@@ -142,8 +142,10 @@ def array_to_tensor(arr: np.ndarray, source: str) -> tuple[str, torch.Tensor]:
 
 def load_npy(path: Path) -> tuple[str, torch.Tensor]:
     """A .npy array, read with allow_pickle=False so no object array can run code."""
-    if not path.is_file():
+    if not path.exists():
         raise PushforwardError(f"npy:{path}: file not found; check the path")
+    if not path.is_file():
+        raise PushforwardError(f"npy:{path}: not a regular file (a folder, pipe or device)")
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # PK: an .npz (zip), named below

@@ -382,8 +382,8 @@ def test_non_finite_weights_are_never_checkpointed(
     after_step = GAN.after_step
     steps = {"n": 0}
 
-    def poisoned(self, phase):  # type: ignore[no-untyped-def]
-        after_step(self, phase)
+    def poisoned(self, phase, step):  # type: ignore[no-untyped-def]
+        after_step(self, phase, step)
         steps["n"] += phase == "G"
         if steps["n"] > 15:
             next(self.generator_ema.parameters()).data.fill_(float("nan"))

@@ -17,9 +17,9 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from . import dist
+from . import dist, recipes
 from .checkpoint import atomic_write_bytes, safe_name
-from .config import INT_LIMIT, TrainConfig, add_flags, resolve
+from .config import INT_LIMIT, TrainConfig, add_flags
 from .errors import Interrupted, PushforwardError
 from .models import MODELS
 from .version import __version__
@@ -91,7 +91,12 @@ def _train_parser(train: argparse.ArgumentParser) -> None:
         dest="model", required=True, parser_class=_Parser, metavar="MODEL"
     )
     for name, cls in MODELS.items():
-        m = models.add_parser(name, help=(cls.__doc__ or "").split("\n")[0])
+        m = models.add_parser(
+            name,
+            help=(cls.__doc__ or "").split("\n")[0],
+            epilog=recipes.help_text(name) or None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         m.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")
         m.add_argument(
             "--config", default=None, metavar="FILE.toml", help="options from a TOML file"
@@ -209,7 +214,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cls = MODELS[args.model]
     skip = {"command", "model", "out", "config", "set"}
     given = {k: v for k, v in vars(args).items() if k not in skip}
-    tcfg, mcfg = resolve((TrainConfig, cls.Config), given, args.config, args.set)
+    tcfg, mcfg = recipes.resolve_options(
+        args.model, (TrainConfig, cls.Config), given, args.config, args.set
+    )
     run = fit(args.model, tcfg, mcfg, args.out)
     dist.print0(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
 

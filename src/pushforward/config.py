@@ -137,6 +137,9 @@ class TrainConfig:
         "a non-finite loss: stop (one-line error; the last good checkpoint stays) or skip the step",
         ("stop", "skip"),
     )
+    recipe: str | None = option(
+        None, "start from a shipped recipe's options (listed below); yours override them"
+    )
     resume: bool = option(
         False, "continue the run in --out from checkpoints/last.* (same options as its start)"
     )
@@ -271,10 +274,15 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def resolve(
-    classes: tuple[type, ...], given: dict[str, Any], toml_path: str | None, sets: list[str]
+    classes: tuple[type, ...],
+    given: dict[str, Any],
+    toml_path: str | None,
+    sets: list[str],
+    under: tuple[dict[str, Any], str] = ({}, ""),
 ) -> tuple[Any, ...]:
-    """Merge TOML, flags and ``--set`` over the defaults of each dataclass in ``classes``."""
-    merged: dict[str, tuple[Any, str]] = {}
+    """Merge TOML, flags and ``--set`` over the defaults of each dataclass in ``classes``, and
+    over ``under`` (a recipe's options and the name its errors give) when there is one."""
+    merged: dict[str, tuple[Any, str]] = {k: (v, under[1]) for k, v in under[0].items()}
     if toml_path:
         for k, v in read_toml(toml_path).items():
             merged[k] = (v, f"--config {toml_path}")

@@ -214,9 +214,11 @@ class PhaseStep:
         }
 
     def __call__(
-        self, phase: str, x: torch.Tensor, code: int
+        self, phase: str, x: torch.Tensor, step: int, i: int
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """(the loss dict, a device flag: the loss was not finite)."""
+        """(the loss dict, a device flag: the loss was not finite) of the ``i``-th phase of
+        step ``step`` (counted from 1)."""
+        code = step * len(self.model.schedule) + i
         train_only(self.model, phase)
         with self.autocast:
             out = self.losses[phase](x)
@@ -233,7 +235,7 @@ class PhaseStep:
         else:
             opt.step()
             self.first_bad = torch.where(bad & (self.first_bad < 0), code, self.first_bad)
-        self.model.after_step(phase)
+        self.model.after_step(phase, step)
         return out, bad
 
     def check_state(self, step: int, checkpoint: Path) -> None:

@@ -281,3 +281,27 @@ def latents_over_priors(
         ax.set_ylim(-lim, lim)
         ax.set_title(title, fontsize=9)
     return fig_bytes(fig)
+
+
+def against_dimension(
+    dims: Sequence[int], series: Mapping[str, Mapping[str, Sequence[float]]]
+) -> bytes:
+    """One panel per metric (``series``: metric -> model -> a value per dimension), a line per
+    model against the data's dimension on a log axis."""
+    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 4), squeeze=False)
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    x = [dims[i] for i in order]
+    for ax, (metric, models) in zip(axes[0], series.items(), strict=True):
+        for model, values in models.items():
+            style = "--" if model.startswith("gmm") else "-"
+            ax.plot(x, [values[i] for i in order], style, marker="o", label=model)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(x, [str(d) for d in x])
+        ax.set_xlabel("dimension (pixels)")
+        ax.set_title(metric + (" (lower is better)" if metric == "fd" else ""))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if "fd" in series:
+        axes[0][list(series).index("fd")].set_yscale("log")
+    return fig_bytes(fig)

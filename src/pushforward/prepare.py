@@ -21,6 +21,7 @@ from .data import (
 from .errors import PushforwardError
 from .loop import Budget
 from .models import FitsByEM, LikelihoodBound, Model
+from .recipes import recipe
 from .resources import check_model_fits
 
 
@@ -32,6 +33,8 @@ def prepare_data(
     folder is touched."""
     check_data_dir(tcfg.data_dir)
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
+    if tcfg.recipe is not None:
+        recipe(model_name, tcfg.recipe).check_shape(raw.shape, tcfg.data)
     mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)
     mode = resolve_binarize(tcfg.binarize, cls.bernoulli_pixels(mcfg), raw.kind)
     tcfg = replace(tcfg, binarize=mode)

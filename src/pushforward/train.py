@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import dist, plots
+from . import dist, plots, recipes
 from .checkpoint import LAST, LAST_JSON, load_checkpoint
 from .checkpoint import save_checkpoint as save_state
-from .config import TrainConfig, check_bounds, resolve
+from .config import TrainConfig, check_bounds
 from .data import (
     Dataset,
     InMemoryLoader,
@@ -156,7 +156,7 @@ def fit_gradient(
                 budget.total = at.step  # this step is the last: logged and saved
             for i, phase in enumerate(schedule):
                 x = next(stream)
-                out, bad = phase_step(phase, x, at.step * len(schedule) + i)
+                out, bad = phase_step(phase, x, at.step, i)
                 meter.add(phase, out, bad, len(x))
                 at.batches += 1
             meter.steps += 1
@@ -383,5 +383,7 @@ def train(
     cls = _model_class(model)
     if data is not None:
         options["data"] = data
-    tcfg, mcfg = resolve((TrainConfig, cls.Config), options, config_file, list(sets))
+    tcfg, mcfg = recipes.resolve_options(
+        model, (TrainConfig, cls.Config), options, config_file, list(sets)
+    )
     return fit(model, tcfg, mcfg, out, overwrite=overwrite, progress=progress)

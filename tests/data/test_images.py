@@ -15,6 +15,7 @@ from pushforward.data import download as dl
 from pushforward.data import list_datasets, load_dataset
 from pushforward.errors import PushforwardError
 
+from ..conftest import assert_user_error
 from .builders import write_cifar_folder, write_cifar_tar, write_images, write_mnist_folder
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -185,3 +186,26 @@ def test_data_list_reports_sources(tmp_path: Path) -> None:
     assert rows["ring8"]["train"] == 50_000 and "exact log_prob" in str(rows["ring8"]["source"])
     assert rows["digits"]["train"] == 1437
     assert "not found" in str(rows["cifar10"]["source"])
+
+
+def test_name_at_n_is_the_set_area_downsampled(tmp_path: Path) -> None:
+    full = load_dataset("digits")
+    half = load_dataset("digits@4")
+    assert half.name == "digits@4" and half.shape == (1, 4, 4)
+    # each pixel is the mean of its 2x2 block, so the image means are unchanged
+    block = full.train[:, :, :2, :2].mean((2, 3))
+    assert torch.allclose(half.train[:, :, 0, 0], block, atol=1e-6)
+    assert torch.allclose(half.split("test").mean((1, 2, 3)), full.split("test").mean((1, 2, 3)))
+    assert torch.equal(half.train_labels, full.train_labels)
+    mnist = write_mnist_folder(tmp_path / "m", n_train=6, n_test=3)
+    seven = load_dataset(f"idx:{mnist}@7")
+    assert seven.shape == (1, 7, 7) and len(seven.split("test")) == 3
+    assert load_dataset("digits@8").train.equal(full.train)
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [("ring8@4", "only images"), ("digits@9", "from 1 to 8"), ("digits@", "from 1 to 8")],
+)
+def test_a_bad_downsampling_is_one_line(cli, name: str, needle: str) -> None:  # type: ignore[no-untyped-def]
+    assert_user_error(cli("train", "gmm", "--data", name, "--out", "r"), name, needle)

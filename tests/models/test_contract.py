@@ -110,8 +110,8 @@ def test_resume_after_a_stop_ends_bit_identical(
         calls, after_step = [0], cls.after_step
         per_step = len(_build(name, "points").schedule)
 
-        def stop_at_six(self: Model, phase: str) -> None:
-            after_step(self, phase)
+        def stop_at_six(self: Model, phase: str, step: int) -> None:
+            after_step(self, phase, step)
             calls[0] += 1
             if calls[0] == 6 * per_step:
                 signal.raise_signal(signal.SIGINT)

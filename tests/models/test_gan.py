@@ -174,15 +174,21 @@ def test_generator_ema_tracks_the_generator() -> None:
     with torch.no_grad():
         for p in gan.generator.parameters():
             p.add_(1.0)
-    gan.after_step("D")  # only G steps move the average
+    gan.after_step("D", 100)  # only G steps move the average
     assert all(
         torch.equal(a, b) for a, b in zip(before, gan.generator_ema.parameters(), strict=True)
     )
-    gan.after_step("G")
+    gan.after_step("G", 100)  # warmed up: the decay is --ema
     for old, new, g in zip(
         before, gan.generator_ema.parameters(), gan.generator.parameters(), strict=True
     ):
         assert torch.allclose(new, 0.9 * old + 0.1 * g)
+    early = [p.clone() for p in gan.generator_ema.parameters()]
+    gan.after_step("G", 1)  # the first steps: decay (1 + 1) / (10 + 1), mostly G itself
+    for old, new, g in zip(
+        early, gan.generator_ema.parameters(), gan.generator.parameters(), strict=True
+    ):
+        assert torch.allclose(new, 2 / 11 * old + 9 / 11 * g)
     z = torch.Generator().manual_seed(1)
     assert not torch.equal(
         gan.sample(5, z), gan.generate(gan.noise(5, torch.Generator().manual_seed(1)))

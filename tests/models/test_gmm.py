@@ -13,6 +13,7 @@ from sklearn.mixture import GaussianMixture
 from pushforward.data import load_dataset
 from pushforward.data.toy2d import separated_mixture
 from pushforward.models.gmm import GMM, GMMConfig
+from pushforward.models.gmm_search import choose_components, parameters_per_component, search_ks
 
 
 def _fit_both(train: torch.Tensor, test: torch.Tensor, k: int, cov: str) -> tuple[float, float]:
@@ -150,3 +151,13 @@ def test_minutes_stop_em_after_the_iteration_that_runs_out(tmp_path) -> None:
     info = json.loads((tmp_path / "m" / "model.json").read_text())["info"]
     assert [r["step"] for r in cut.history()] == [1] and info["iterations"] == 1
     assert info["converged"] == 0.0 and len(whole.history()) > 1
+
+
+def test_the_search_for_k_keeps_to_its_ceiling_and_its_time() -> None:
+    assert search_ks(64) == [1, 2, 4, 8, 16, 32, 64] and search_ks(12) == [1, 2, 4, 8, 12]
+    x = load_dataset("grid25").train  # 25 modes: unbounded, the search goes past 8
+    assert choose_components(GMM, GMMConfig(), x) >= 16
+    assert choose_components(GMM, GMMConfig(max_components=6), x) == 6
+    assert choose_components(GMM, GMMConfig(search_minutes=1e-9), x) == 1  # no time: K = 1
+    m = GMM(GMMConfig(components=3, covariance="diag"), (5,))
+    assert m.n_parameters() == 3 * parameters_per_component(5, "diag") - 1 == 32

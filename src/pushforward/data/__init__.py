@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 from ..errors import PushforwardError
 from . import idx, images
 from .dataset import (
@@ -59,11 +62,35 @@ def _load_user(spec: str) -> Dataset:
     return Dataset(spec, kind, xtr, xte, str(path), ytr, yte)
 
 
+def _downsampled(ds: Dataset, spec: str, size: str) -> Dataset:
+    """``ds`` with every image averaged down to size x size pixels (area downsampling)."""
+    if ds.kind != "images":
+        raise PushforwardError(f"--data {spec}: only images can be downsampled; drop @{size}")
+    h = ds.shape[1]
+    if not size.isdigit() or not 1 <= int(size) <= h:
+        raise PushforwardError(
+            f"--data {spec}: @{size} must be a whole number of pixels from 1 to {h}, e.g. "
+            f"{spec.rpartition('@')[0]}@{h // 2}"
+        )
+    n = int(size)
+
+    def area(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else F.interpolate(x, size=(n, n), mode="area")
+
+    train = area(ds.train)
+    assert train is not None
+    return Dataset(spec, "images", train, area(ds.test), ds.source, ds.train_labels, ds.test_labels)
+
+
 def load_dataset(name: str, data_dir: str | None = None, test_data: str | None = None) -> Dataset:
-    """Load a built-in set by name or a user's ``npy:PATH`` / ``idx:DIR`` / ``images:DIR``.
+    """Load a built-in set by name or a user's ``npy:PATH`` / ``idx:DIR`` / ``images:DIR``;
+    ``NAME@N`` is that set's images area-downsampled to N x N pixels.
 
     ``test_data`` gives a user's set its held-out split (it must match the training shape).
     """
+    base, at, size = name.rpartition("@")
+    if at and base and "/" not in size:  # NAME@N, and not a path with an @ in a folder's name
+        return _downsampled(load_dataset(base, data_dir, test_data), name, size)
     if name in TOY_SETS:
         ds = Dataset(
             name,

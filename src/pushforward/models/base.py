@@ -81,8 +81,9 @@ class Model(nn.Module, ABC):
         """The phase's loss on a batch x [B, *shape] under ``"loss"``, and numbers to log."""
         raise NotImplementedError(f"{type(self).__name__} is not trained by gradient phases")
 
-    def after_step(self, phase: str) -> None:
-        """Runs after each phase's optimizer step (a moving average of weights, say)."""
+    def after_step(self, phase: str, step: int) -> None:
+        """Runs after each phase's optimizer step of training step ``step`` (from 1): a moving
+        average of weights, say."""
 
     def training_failures(self, history: list[dict[str, Any]]) -> list[str]:
         """What the training log (metrics.jsonl rows) shows went wrong, one reason each."""

@@ -202,12 +202,15 @@ class GAN(Model):
         }
 
     @torch.no_grad()
-    def after_step(self, phase: str) -> None:
-        """After each G update: ema <- decay * ema + (1 - decay) * G (buffers copied)."""
+    def after_step(self, phase: str, step: int) -> None:
+        """After each G update: ema <- decay * ema + (1 - decay) * G (buffers copied). The
+        decay warms up as (1 + step) / (10 + step) until it reaches --ema, so a short run's
+        average is not mostly the initial weights (0.999 ** 300 = 0.74 of them)."""
         if phase != "G" or self.generator_ema is None:
             return
+        decay = min(self.config.ema, (1 + step) / (10 + step))
         for e, p in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
-            e.lerp_(p, 1 - self.config.ema)
+            e.lerp_(p, 1 - decay)
         for eb, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             eb.copy_(b)
 

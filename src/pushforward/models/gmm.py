@@ -20,6 +20,7 @@ from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
 from ..resources import check_fits
 from .base import ExactDensity, FitsByEM, Model
+from .gmm_search import DEFAULT_EM_STEPS, choose_components, parameters_per_component
 from .kmeans import kmeans, kmeans_plusplus
 
 
@@ -27,9 +28,17 @@ from .kmeans import kmeans, kmeans_plusplus
 class GMMConfig:
     components: int | None = option(
         None,
-        "mixture components K (default: the K of 1, 2, 4, ..., 64 that scores best on held-out "
-        "training examples)",
+        "mixture components K (default: the K of 1, 2, 4, ..., --max-components that scores "
+        "best on held-out training examples)",
         at_least=1,
+    )
+    max_components: int = option(
+        64, "the largest K the search for --components tries", at_least=1, at_most=4096
+    )
+    search_minutes: float | None = option(
+        None,
+        "stop the search for --components after the K that runs past this many minutes",
+        above=0,
     )
     covariance: str = option("full", "covariance per component", ("full", "diag"))
     tol: float = option(
@@ -43,9 +52,6 @@ class GMMConfig:
     chunk_size: int = option(16384, "points per E-step chunk; bounds memory", at_least=1)
 
 
-DEFAULT_EM_STEPS = 100
-SEARCH_K = (1, 2, 4, 8, 16, 32, 64)
-SEARCH_EXAMPLES = 10_000  # the search for K fits on at most this many training examples
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _CHUNK_BYTES = 256 * 2**20  # cap on the [K, chunk, D] temporary of the full-covariance E-step
 _FEATURE_BYTES = 512 * 2**20  # cap on the quadratic features of a low-dimensional full fit
@@ -66,11 +72,11 @@ class GMM(Model, ExactDensity, FitsByEM):
 
     @classmethod
     def resolve_config(cls, cfg: GMMConfig, data: Dataset, seed: int = 0) -> GMMConfig:
-        """Without --components, K is chosen on the data (``choose_components``)."""
+        """Without --components, K is chosen on held-out data (``choose_components``)."""
         check_bounds(cfg)  # before any work
         if cfg.components is None:
             cls.check_memory(replace(cfg, components=1), data.dim)
-            cfg = replace(cfg, components=cls.choose_components(cfg, data.train, seed))
+            cfg = replace(cfg, components=choose_components(cls, cfg, data.train, seed))
         cls.check_memory(cfg, data.dim)
         return cfg
 
@@ -85,35 +91,6 @@ class GMM(Model, ExactDensity, FitsByEM):
             f"a {k}-component {cfg.covariance}-covariance mixture of {d}-d data",
             "use fewer --components, or --covariance diag",
         )
-
-    @classmethod
-    def choose_components(cls, cfg: GMMConfig, x: torch.Tensor, seed: int = 0) -> int:
-        """K by held-out log-likelihood, as a practitioner would choose it: EM for K = 1, 2,
-        4, ... on 90% of (at most 10,000) training examples, scored on the other 10%; the
-        search stops once two larger K in a row score no better. Too few components blur the
-        modes together (8 Gaussians on grid25's 25 modes); too many overfit the held-out part."""
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(x), generator=g)[:SEARCH_EXAMPLES]
-        n_val = max(1, len(idx) // 10)
-        held_out, fit = x[idx[:n_val]], x[idx[n_val:]]
-        best_k, best, worse = 1, -math.inf, 0
-        for k in SEARCH_K:
-            if k > max(1, len(fit) // 10):  # fewer than 10 examples per component
-                break
-            try:
-                cls.check_memory(replace(cfg, components=k), fit[0].numel())
-            except PushforwardError:
-                break
-            model = cls(replace(cfg, components=k), tuple(x.shape[1:]))
-            model.fit(fit, DEFAULT_EM_STEPS, g)
-            score = float(model.log_prob(held_out).mean())
-            if score > best:  # a NaN never wins
-                best_k, best, worse = k, score, 0
-            else:
-                worse += 1
-                if worse == 2:
-                    break
-        return best_k
 
     @classmethod
     def default_steps(cls, data: Dataset) -> int:
@@ -227,8 +204,7 @@ class GMM(Model, ExactDensity, FitsByEM):
     def n_parameters(self) -> int:
         """Free parameters: covariances, means and K - 1 weights (scikit-learn's count)."""
         k, d = self.means.shape
-        cov = k * d * (d + 1) // 2 if self.config.covariance == "full" else k * d
-        return cov + k * d + k - 1
+        return k * parameters_per_component(d, self.config.covariance) - 1
 
     def sampler_parameters(self) -> int:
         return self.n_parameters()

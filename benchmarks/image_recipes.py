@@ -1,0 +1,118 @@
+"""The candidates behind the image recipes: train each on a data set for one or more seeds and
+score 10,000 samples against the test images in the data set's classifier features (Fréchet
+distance, precision, recall, density, coverage), with the training time. docs/benchmarks.md
+("Image recipes") holds the results; the shipped recipe is the candidate that measured best.
+Run by hand, one candidate at a time (each takes up to an hour on 2 CPU cores):
+
+    python benchmarks/image_recipes.py gan-ns-ema --data fashion-mnist --seeds 0 1 2
+    python benchmarks/image_recipes.py --recipe gan grey-28 --data fashion-mnist --seeds 0 1 2
+
+Each line of output is one seed's scores as JSON, then the mean and spread over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pushforward
+from pushforward.run import Run
+
+# name -> (model, options); recipes' own candidates, as measured in docs/benchmarks.md
+DCGAN = {"arch": "conv", "hidden": 64, "batch_size": 64}
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    # Radford et al. 2016's optimiser, no penalty, an EMA of G for sampling
+    "gan-ns-ema": (
+        "gan",
+        {**DCGAN, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.0, "ema": 0.999},
+    ),
+    # hinge loss, spectral norm on D, two time-scale rates (Miyato et al. 2018; Heusel et al. 2017)
+    "gan-hinge-sn-ttur": (
+        "gan",
+        {
+            **DCGAN,
+            "loss": "hinge",
+            "spectral_norm": True,
+            "lr": 1e-4,
+            "lr_d": 4e-4,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "r1": 0.0,
+            "ema": 0.999,
+        },
+    ),
+    # the non-saturating loss with a small R1 penalty on real data (Mescheder et al. 2018)
+    "gan-ns-r1-ema": (
+        "gan",
+        {**DCGAN, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.1, "ema": 0.999},
+    ),
+    # conv VAE: 32-d latent, a learned mixture prior
+    "vae-conv-mog": ("vae", {"arch": "conv", "hidden": 64, "latent_dim": 32, "prior": "mog"}),
+    "vae-conv-normal": ("vae", {"arch": "conv", "hidden": 64, "latent_dim": 32}),
+}
+KEYS = ("fd", "precision", "recall", "density", "coverage")
+
+
+def score(run: Run, sampler: str) -> dict[str, float]:
+    s = run.evaluate(["features"], n_fake=10_000, sampler=sampler, write=False)
+    return {k: round(float(s[k]), 4) for k in KEYS}
+
+
+def one(model: str, options: dict[str, Any], data: str, seed: int, out: Path) -> dict[str, Any]:
+    start = time.perf_counter()
+    run = pushforward.train(
+        model, data=data, out=out, seed=seed, overwrite=True, progress=False, **options
+    )
+    row: dict[str, Any] = {"seed": seed, "train_s": round(time.perf_counter() - start, 1)}
+    row["steps"] = run.history()[-1]["step"] if run.history() else None
+    samplers = ("prior", "gmm") if model == "vae" else ("prior",)
+    for sampler in samplers:
+        suffix = "" if sampler == "prior" else f"_{sampler}"
+        row.update({k + suffix: v for k, v in score(run, sampler).items()})
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("candidate", nargs="?", choices=sorted(CANDIDATES))
+    p.add_argument("--recipe", nargs=2, metavar=("MODEL", "NAME"), help="a shipped recipe")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change an option")
+    p.add_argument("--out", default="recipe-runs", help="folder for the run folders")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.recipe:
+        model, options = args.recipe[0], {"recipe": args.recipe[1]}
+        name = "/".join(args.recipe)
+    elif args.candidate:
+        (model, options), name = CANDIDATES[args.candidate], args.candidate
+    else:
+        p.error("name a candidate or --recipe MODEL NAME")
+    options = {**options, **dict(s.split("=", 1) for s in args.set)}
+    print(json.dumps({"candidate": name, "options": options, "data": args.data,
+                      "machine": f"{platform.processor() or platform.machine()}, "
+                      f"{args.threads} threads, torch {torch.__version__}"}))  # fmt: skip
+    rows = []
+    for seed in args.seeds:
+        folder = Path(args.out) / f"{name.replace('/', '-')}-{args.data}-seed{seed}"
+        rows.append(one(model, options, args.data, seed, folder))
+        print(json.dumps(rows[-1]), flush=True)
+    summary = {
+        k: (round(statistics.mean(r[k] for r in rows), 3),
+            round(statistics.pstdev(r[k] for r in rows), 3))
+        for k in rows[0] if k != "seed" and isinstance(rows[0][k], (int, float))
+    }  # fmt: skip
+    print(json.dumps({"mean_and_spread": summary}))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ distance, precision, recall, density, coverage), with the training time. docs/be
 ("Image recipes") holds the results; the shipped recipe is the candidate that measured best.
 Run by hand, one candidate at a time (each takes up to an hour on 2 CPU cores):
 
-    python benchmarks/image_recipes.py gan-ns-ema --data fashion-mnist --seeds 0 1 2
+    python benchmarks/image_recipes.py gan-r1-blocks2 --data digits --set steps=5000
     python benchmarks/image_recipes.py --recipe gan grey-28 --data fashion-mnist --seeds 0 1 2
 
 Each line of output is one seed's scores as JSON, then the mean and spread over the seeds.
@@ -25,14 +25,14 @@ import torch
 import pushforward
 from pushforward.run import Run
 
-# name -> (model, options); recipes' own candidates, as measured in docs/benchmarks.md
+# name -> (model, options): the rows of docs/benchmarks.md's candidates tables, without their
+# training length (give it with --set steps=N, epochs=N or minutes=M)
 DCGAN = {"arch": "conv", "hidden": 64, "batch_size": 64}
+RADFORD = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.0, "ema": 0.999}  # DCGAN's Adam
+DEFAULTS_OPT = {"lr": 5e-4, "beta1": 0.0, "beta2": 0.9, "r1": 1.0, "ema": 0.99}  # the MLP's
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
-    # Radford et al. 2016's optimiser, no penalty, an EMA of G for sampling
-    "gan-ns-ema": (
-        "gan",
-        {**DCGAN, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.0, "ema": 0.999},
-    ),
+    "gan-dcgan": ("gan", {**DCGAN, **RADFORD}),
+    "gan-dcgan-r1": ("gan", {**DCGAN, **DEFAULTS_OPT}),
     # hinge loss, spectral norm on D, two time-scale rates (Miyato et al. 2018; Heusel et al. 2017)
     "gan-hinge-sn-ttur": (
         "gan",
@@ -48,14 +48,15 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
             "ema": 0.999,
         },
     ),
-    # the non-saturating loss with a small R1 penalty on real data (Mescheder et al. 2018)
-    "gan-ns-r1-ema": (
-        "gan",
-        {**DCGAN, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.1, "ema": 0.999},
-    ),
-    # conv VAE: 32-d latent, a learned mixture prior
+    "gan-r1-blocks1": ("gan", {**DCGAN, **DEFAULTS_OPT, "blocks": 1}),
+    "gan-r1-blocks2": ("gan", {**DCGAN, **DEFAULTS_OPT, "blocks": 2}),
+    "gan-r1-blocks2-h32": ("gan", {**DCGAN, **DEFAULTS_OPT, "blocks": 2, "hidden": 32}),
+    "gan-dcgan-blocks1": ("gan", {**DCGAN, **RADFORD, "blocks": 1}),
     "vae-conv-mog": ("vae", {"arch": "conv", "hidden": 64, "latent_dim": 32, "prior": "mog"}),
-    "vae-conv-normal": ("vae", {"arch": "conv", "hidden": 64, "latent_dim": 32}),
+    "vae-conv-blocks2-mog": (
+        "vae",
+        {"arch": "conv", "hidden": 64, "blocks": 2, "latent_dim": 16, "prior": "mog"},
+    ),
 }
 KEYS = ("fd", "precision", "recall", "density", "coverage")
 

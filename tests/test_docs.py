@@ -17,6 +17,7 @@ from pushforward.config import TrainConfig, resolve
 from pushforward.data import BUILTIN
 from pushforward.errors import PushforwardError
 from pushforward.models import MODELS
+from pushforward.recipes import resolve_options
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").rglob("*.md"))
@@ -61,12 +62,13 @@ def test_every_docs_command_is_accepted(path: str, args: list[str]) -> None:
         pytest.fail(f"{path}: `pushforward {' '.join(args)}` is refused: {e}")
     data = getattr(ns, "data", None)
     if data is not None:
-        assert data in BUILTIN or data.startswith(PREFIXES), (path, args)
+        base = data.rpartition("@")[0] or data  # NAME@N: the set NAME, downsampled
+        assert base in BUILTIN or base.startswith(PREFIXES), (path, args)
     if ns.command == "train":
         cls = MODELS[ns.model]
         skip = {"command", "model", "out", "config", "set"}
         given = {k: v for k, v in vars(ns).items() if k not in skip}
-        resolve((TrainConfig, cls.Config), given, ns.config, ns.set)  # values checked
+        resolve_options(ns.model, (TrainConfig, cls.Config), given, ns.config, ns.set)
 
 
 def test_every_quick_form_in_the_docs_is_run_by_a_test() -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import distributions as D
 
 import pushforward
+from pushforward.models.nets import conv_plan
 from pushforward.models.vae import VAE, VAEConfig
 
 from ..data.builders import shaped
@@ -67,14 +68,21 @@ def test_mc_kl_estimates_the_analytic_kl() -> None:
     )
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
-def test_conv_networks_fit_image_shapes(shape: tuple[int, ...]) -> None:
-    m = _vae(shape, arch="conv", hidden=8, latent_dim=4)
+@pytest.mark.parametrize("shape", [(1, 7, 7), (1, 8, 8), (1, 14, 14), (1, 28, 28), (3, 32, 32)])
+@pytest.mark.parametrize("blocks", [0, 2])
+def test_conv_networks_fit_image_shapes(shape: tuple[int, ...], blocks: int) -> None:
+    m = _vae(shape, arch="conv", hidden=8, latent_dim=4, blocks=blocks)
     x = torch.rand(3, *shape).bernoulli()
     assert m.reconstruct(x).shape == (3, *shape)
     assert m.sample(5).shape == (5, *shape)
     assert m.interpolate(x[:2], x[1:], 4).shape == (8, *shape)
     assert torch.isfinite(m.loss(x, "main")["loss"])
+    # --blocks adds 3x3 size-keeping convolutions at every resolution of both networks
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
+    plain = len([c for c in _vae(shape, arch="conv", hidden=8, latent_dim=4).modules()
+                 if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)])  # fmt: skip
+    levels = max(1, conv_plan(shape)[0])
+    assert len(convs) - plain == 2 * blocks * levels
 
 
 def test_trained_vae_beats_untrained_on_digits(tmp_path) -> None:

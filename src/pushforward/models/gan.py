@@ -71,6 +71,9 @@ class GANConfig:
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(256, "MLP width, or the first conv layer's channels", at_least=1)
     depth: int = option(3, "hidden layers of each MLP", at_least=0, at_most=64)
+    blocks: int = option(
+        0, "--arch conv: extra 3x3 convolutions at each resolution", at_least=0, at_most=16
+    )
     loss: str = option(
         "ns",
         "objective: ns (non-saturating), minimax (saturating), hinge, wgan-gp",
@@ -128,13 +131,20 @@ class GAN(Model):
         self.config, self.data_shape = config, tuple(data_shape)
         images = len(data_shape) == 3
         arch = config.arch if images else "mlp"
+        blocks = config.blocks
         self.generator = decoder(
-            config.latent_dim, self.data_shape, arch, config.hidden, config.depth, norm=True
+            config.latent_dim,
+            self.data_shape,
+            arch,
+            config.hidden,
+            config.depth,
+            norm=True,
+            blocks=blocks,
         )
         # a pack of m examples enters D as one: channels (images) or coordinates (points) stacked
         m = config.pack
         d_shape = (m * data_shape[0], *data_shape[1:])
-        conv = {"norm": not config.spectral_norm} if arch == "conv" else {}
+        conv = {"norm": not config.spectral_norm, "blocks": blocks} if arch == "conv" else {}
         self.discriminator = encoder(
             d_shape, 1, arch, config.hidden, config.depth, act=lambda: nn.LeakyReLU(0.2), **conv
         )

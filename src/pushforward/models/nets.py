@@ -45,10 +45,19 @@ def conv_plan(shape: tuple[int, ...]) -> tuple[int, int]:
     return n, h
 
 
+def _blocks(ch: int, n: int, act: type[nn.Module], norm: bool) -> list[nn.Module]:
+    """``n`` 3x3 convolutions keeping size and channels: depth at one resolution."""
+    layers: list[nn.Module] = []
+    for _ in range(n):
+        layers += [nn.Conv2d(ch, ch, 3, 1, 1), *([nn.BatchNorm2d(ch)] if norm else []), act()]
+    return layers
+
+
 class ConvEncoder(nn.Module):
     """[B, C, H, W] -> [B, d_out]: 4x4 stride-2 convolutions doubling channels, then a linear map.
 
-    ``norm`` adds batch norm after every convolution but the first (the DCGAN discriminator)."""
+    ``norm`` adds batch norm after every convolution but the first (the DCGAN discriminator);
+    ``blocks`` adds that many 3x3 convolutions after each of them."""
 
     def __init__(
         self,
@@ -57,6 +66,7 @@ class ConvEncoder(nn.Module):
         width: int,
         act: type[nn.Module] = nn.ReLU,
         norm: bool = False,
+        blocks: int = 0,
     ):
         super().__init__()
         n, final = conv_plan(shape)
@@ -68,7 +78,7 @@ class ConvEncoder(nn.Module):
             layers.append(nn.Conv2d(ch, out, 4 if stride == 2 else 3, stride, 1))
             if norm and i > 0:
                 layers.append(nn.BatchNorm2d(out))
-            layers.append(act())
+            layers += [act(), *_blocks(out, blocks, act, norm)]
             ch = out
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(ch * final * final, d_out)
@@ -79,18 +89,25 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """[B, d_in] -> [B, C_out, H, W]: a linear map to a small feature map, then 4x4 stride-2
-    transposed convolutions halving channels (DCGAN generator shape)."""
+    transposed convolutions halving channels (DCGAN generator shape); ``blocks`` 3x3
+    convolutions at every resolution but the output's."""
 
     def __init__(
-        self, d_in: int, shape: tuple[int, ...], width: int, out_channels: int, norm: bool = False
+        self,
+        d_in: int,
+        shape: tuple[int, ...],
+        width: int,
+        out_channels: int,
+        norm: bool = False,
+        blocks: int = 0,
     ):
         super().__init__()
         n, final = conv_plan(shape)
         n = max(n, 1)
         self.start = (width * 2 ** (n - 1), final)
         self.head = nn.Sequential(nn.Linear(d_in, self.start[0] * final * final), nn.ReLU())
-        layers: list[nn.Module] = []
         ch = self.start[0]
+        layers: list[nn.Module] = _blocks(ch, blocks, nn.ReLU, norm)
         halvings = conv_plan(shape)[0]
         for i in range(n):
             last = i == n - 1
@@ -102,7 +119,7 @@ class ConvDecoder(nn.Module):
             if not last:
                 if norm:
                     layers.append(nn.BatchNorm2d(out))
-                layers.append(nn.ReLU())
+                layers += [nn.ReLU(), *_blocks(out, blocks, nn.ReLU, norm)]
             ch = out
         self.body = nn.Sequential(*layers)
 
@@ -129,10 +146,11 @@ def decoder(
     depth: int,
     channels_mult: int = 1,
     norm: bool = False,
+    blocks: int = 0,
 ) -> nn.Module:
     """z [B, d_in] -> [B, channels_mult * C, H, W] (or [B, channels_mult * D] for flat data)."""
     if arch == "conv":
-        return ConvDecoder(d_in, shape, hidden, shape[0] * channels_mult, norm)
+        return ConvDecoder(d_in, shape, hidden, shape[0] * channels_mult, norm, blocks)
     out = mlp(d_in, math.prod(shape) * channels_mult, hidden, depth)
     return nn.Sequential(out, nn.Unflatten(1, (channels_mult * shape[0], *shape[1:])))
 

@@ -32,6 +32,9 @@ class VAEConfig:
     arch: str = option("mlp", "network family", ("mlp", "conv"))
     hidden: int = option(512, "MLP width, or the first conv layer's channels", at_least=1)
     depth: int = option(2, "hidden layers of each MLP", at_least=0, at_most=64)
+    blocks: int = option(
+        0, "--arch conv: extra 3x3 convolutions at each resolution", at_least=0, at_most=16
+    )
     likelihood: str = option(
         "auto",
         "p(x|z); auto: bernoulli for images, gaussian for points",
@@ -101,10 +104,17 @@ class VAE(Model, LikelihoodBound, Encoder):
         self.config, self.data_shape = config, tuple(data_shape)
         d = config.latent_dim
         arch = config.arch if len(data_shape) == 3 else "mlp"
-        self.encoder = encoder(self.data_shape, 2 * d, arch, config.hidden, config.depth)
+        conv = {"blocks": config.blocks} if arch == "conv" else {}
+        self.encoder = encoder(self.data_shape, 2 * d, arch, config.hidden, config.depth, **conv)
         per_example_var = config.likelihood == "gaussian" and config.decoder_var == "output"
         self.decoder = decoder(
-            d, self.data_shape, arch, config.hidden, config.depth, 2 if per_example_var else 1
+            d,
+            self.data_shape,
+            arch,
+            config.hidden,
+            config.depth,
+            2 if per_example_var else 1,
+            blocks=config.blocks,
         )
         if config.iw_samples > 1 and config.free_bits > 0:
             raise PushforwardError(

@@ -370,6 +370,21 @@ def test_experiment_explicit_vs_implicit_quick(cli, tmp_path: Path) -> None:
     assert_user_error(cli("experiment", "fixed-prior", "--jobs", "0"), "--jobs")
 
 
+def test_explicit_vs_implicit_scale_multiplies_every_budget() -> None:
+    from pushforward.experiments import explicit_vs_implicit as ei
+    from pushforward.experiments.base import Settings
+
+    def budgets(scale: float, quick: bool) -> dict[str, float]:
+        configs = ei._configs("fashion-mnist@14", 196, 10**6, quick, Settings(scale=scale))
+        keys = ("minutes", "search_minutes", "steps")
+        return {f"{n} {k}": o[k] for n, (_, o) in configs.items() for k in keys if k in o}
+
+    one, half = budgets(1.0, False), budgets(0.5, False)
+    assert one["gan minutes"] == 10.0 and one["gmm full, same time search_minutes"] == 5.0
+    assert one.keys() == half.keys() and all(half[k] == one[k] / 2 for k in one)
+    assert budgets(2.0, True)["vae steps"] == 2 * ei.QUICK_STEPS
+
+
 def test_experiment_fixed_prior_quick(cli, tmp_path: Path) -> None:
     code, _, err = cli("experiment", "fixed-prior", "--quick", "--out", "fp", "--jobs", "2")
     assert code == 0, err

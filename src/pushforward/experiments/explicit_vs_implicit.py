@@ -48,11 +48,14 @@ def budget(data: str, shape: tuple[int, ...]) -> int:
     return GAN(GANConfig(**fields), shape).sampler_parameters()
 
 
-def _configs(data: str, d: int, p: int, quick: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+def _configs(
+    data: str, d: int, p: int, quick: bool, settings: Settings
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """name -> (model, options) of every model compared on ``data`` (``d`` dimensions, a
-    budget of ``p`` sampling parameters)."""
-    minutes = SIZES.get(data, ("", 0.1))[1]
-    length: dict[str, Any] = {"steps": QUICK_STEPS} if quick else {"minutes": minutes}
+    budget of ``p`` sampling parameters); ``--scale`` multiplies every time budget."""
+    minutes = SIZES.get(data, ("", 0.1))[1] * settings.scale
+    steps = settings.length(QUICK_STEPS)
+    length: dict[str, Any] = {"steps": steps} if quick else {"minutes": minutes}
     gmm_time = {"search_minutes": minutes / 2, "minutes": minutes / 2}
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for cov in ("full", "diag"):
@@ -72,7 +75,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
     for data in sets:
         ds = load_dataset(data, settings.data_dir)
         d, p = math.prod(ds.shape), budget(data, ds.shape)
-        configs = _configs(data, d, p, quick)
+        configs = _configs(data, d, p, quick, settings)
         results["sets"][data] = {"dimension": d, "budget": p, "models": {}}
         for name in models:
             model, options = configs[name]

@@ -77,12 +77,16 @@ def test_conv_networks_fit_image_shapes(shape: tuple[int, ...], blocks: int) -> 
     assert m.sample(5).shape == (5, *shape)
     assert m.interpolate(x[:2], x[1:], 4).shape == (8, *shape)
     assert torch.isfinite(m.loss(x, "main")["loss"])
+
     # --blocks adds 3x3 size-keeping convolutions at every resolution of both networks
-    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
-    plain = len([c for c in _vae(shape, arch="conv", hidden=8, latent_dim=4).modules()
-                 if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)])  # fmt: skip
+    def convs_3x3(model: VAE) -> int:
+        return sum(
+            isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3) for c in model.modules()
+        )
+
+    plain = _vae(shape, arch="conv", hidden=8, latent_dim=4)
     levels = max(1, conv_plan(shape)[0])
-    assert len(convs) - plain == 2 * blocks * levels
+    assert convs_3x3(m) - convs_3x3(plain) == 2 * blocks * levels
 
 
 def test_trained_vae_beats_untrained_on_digits(tmp_path) -> None:

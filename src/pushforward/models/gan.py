@@ -131,7 +131,6 @@ class GAN(Model):
         self.config, self.data_shape = config, tuple(data_shape)
         images = len(data_shape) == 3
         arch = config.arch if images else "mlp"
-        blocks = config.blocks
         self.generator = decoder(
             config.latent_dim,
             self.data_shape,
@@ -139,14 +138,20 @@ class GAN(Model):
             config.hidden,
             config.depth,
             norm=True,
-            blocks=blocks,
+            blocks=config.blocks,
         )
         # a pack of m examples enters D as one: channels (images) or coordinates (points) stacked
         m = config.pack
         d_shape = (m * data_shape[0], *data_shape[1:])
-        conv = {"norm": not config.spectral_norm, "blocks": blocks} if arch == "conv" else {}
         self.discriminator = encoder(
-            d_shape, 1, arch, config.hidden, config.depth, act=lambda: nn.LeakyReLU(0.2), **conv
+            d_shape,
+            1,
+            arch,
+            config.hidden,
+            config.depth,
+            act=lambda: nn.LeakyReLU(0.2),
+            norm=not config.spectral_norm,
+            blocks=config.blocks,
         )
         if config.spectral_norm:
             for module in list(self.discriminator.modules()):

@@ -4,7 +4,7 @@ encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ def adam(
 
 
 def mlp(
-    d_in: int, d_out: int, hidden: int, depth: int, act: type[nn.Module] = nn.ReLU
+    d_in: int, d_out: int, hidden: int, depth: int, act: Callable[[], nn.Module] = nn.ReLU
 ) -> nn.Sequential:
     """``depth`` hidden layers of width ``hidden``: [B, d_in] -> [B, d_out]."""
     layers: list[nn.Module] = []
@@ -45,7 +45,7 @@ def conv_plan(shape: tuple[int, ...]) -> tuple[int, int]:
     return n, h
 
 
-def _blocks(ch: int, n: int, act: type[nn.Module], norm: bool) -> list[nn.Module]:
+def _blocks(ch: int, n: int, act: Callable[[], nn.Module], norm: bool) -> list[nn.Module]:
     """``n`` 3x3 convolutions keeping size and channels: depth at one resolution."""
     layers: list[nn.Module] = []
     for _ in range(n):
@@ -64,7 +64,7 @@ class ConvEncoder(nn.Module):
         shape: tuple[int, ...],
         d_out: int,
         width: int,
-        act: type[nn.Module] = nn.ReLU,
+        act: Callable[[], nn.Module] = nn.ReLU,
         norm: bool = False,
         blocks: int = 0,
     ):
@@ -129,13 +129,20 @@ class ConvDecoder(nn.Module):
 
 
 def encoder(
-    shape: tuple[int, ...], d_out: int, arch: str, hidden: int, depth: int, **conv: object
+    shape: tuple[int, ...],
+    d_out: int,
+    arch: str,
+    hidden: int,
+    depth: int,
+    act: Callable[[], nn.Module] = nn.ReLU,
+    norm: bool = False,
+    blocks: int = 0,
 ) -> nn.Module:
-    """x [B, *shape] -> [B, d_out], an MLP over flattened inputs or a conv net for images."""
+    """x [B, *shape] -> [B, d_out], an MLP over flattened inputs or a conv net for images
+    (``norm`` and ``blocks`` shape the conv net only, as in ``decoder``)."""
     if arch == "conv":
-        return ConvEncoder(shape, d_out, hidden, **conv)  # type: ignore[arg-type]
-    act = conv.get("act", nn.ReLU)
-    return nn.Sequential(nn.Flatten(), mlp(math.prod(shape), d_out, hidden, depth, act))  # type: ignore[arg-type]
+        return ConvEncoder(shape, d_out, hidden, act, norm, blocks)
+    return nn.Sequential(nn.Flatten(), mlp(math.prod(shape), d_out, hidden, depth, act))
 
 
 def decoder(

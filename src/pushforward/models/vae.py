@@ -104,8 +104,9 @@ class VAE(Model, LikelihoodBound, Encoder):
         self.config, self.data_shape = config, tuple(data_shape)
         d = config.latent_dim
         arch = config.arch if len(data_shape) == 3 else "mlp"
-        conv = {"blocks": config.blocks} if arch == "conv" else {}
-        self.encoder = encoder(self.data_shape, 2 * d, arch, config.hidden, config.depth, **conv)
+        self.encoder = encoder(
+            self.data_shape, 2 * d, arch, config.hidden, config.depth, blocks=config.blocks
+        )
         per_example_var = config.likelihood == "gaussian" and config.decoder_var == "output"
         self.decoder = decoder(
             d,

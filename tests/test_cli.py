@@ -189,6 +189,8 @@ def test_eval_on_user_data_and_user_training(cli, tmp_path: Path) -> None:
         (["train", "rbm", "--data", "ring8"], ["rbm"]),
         (["train", "vae", "--data", "ring8", "--arch", "conv"], ["--arch conv"]),
         (["train", "vae", "--data", "ring8", "--binarize", "static"], ["--binarize"]),
+        (["train", "gan", "--data", "ring8", "--blocks", "2"], ["--blocks 2", "--arch conv"]),
+        (["train", "vae", "--data", "digits", "--blocks", "1"], ["--blocks 1", "--arch conv"]),
         (["train", "gan", "--data", "ring8", "--d-steps", "0"], ["--d-steps"]),
         (["train", "vae", "--data", "ring8", "--epochs", "1", "--steps", "1"], ["not both"]),
         (["train", "gmm", "--data", "ring8", "--bogus"], ["--bogus"]),

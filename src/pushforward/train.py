@@ -75,14 +75,17 @@ def fit_em(
     model: FitsByEM, x: torch.Tensor, tcfg: TrainConfig, log: Logger, progress: Callable[..., Any]
 ) -> dict[str, Any]:
     """EM on the full training tensor, one metrics.jsonl row per iteration; --minutes stops
-    it after the iteration that runs out of time."""
+    it before an iteration that would end past the budget (predicted by the last one: on
+    784-d full covariances one iteration takes minutes), after at least one."""
     steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS  # --minutes alone
     bar, start = progress(total=steps), time.perf_counter()
+    last = [0.0]  # seconds at the end of the previous iteration
 
     def on_iteration(it: int, ll: float) -> bool:
         bar.update(1)
         bar.set_postfix(loglik=f"{ll:.4f}")
-        seconds = time.perf_counter() - start
+        seconds, step_s = time.perf_counter() - start, time.perf_counter() - start - last[0]
+        last[0] = seconds
         log(
             {
                 "step": it,
@@ -92,7 +95,8 @@ def fit_em(
                 "seconds": round(seconds, 4),
             }
         )
-        return tcfg.minutes is not None and seconds >= 60 * tcfg.minutes  # stop: out of time
+        # stop before the iteration that would run out of time
+        return tcfg.minutes is not None and seconds + step_s > 60 * tcfg.minutes
 
     with contextlib.closing(bar):
         info = model.fit(x, steps, torch.Generator().manual_seed(tcfg.seed), on_iteration)

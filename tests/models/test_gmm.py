@@ -140,9 +140,9 @@ def test_full_covariance_samples_in_image_dimension() -> None:
     assert float(x[~near_one].std()) == pytest.approx(1.0, rel=0.02)
 
 
-def test_minutes_stop_em_after_the_iteration_that_runs_out(tmp_path) -> None:
-    """--minutes ends EM after the first iteration past the budget, not after --steps; the
-    same fit without it runs until converged."""
+def test_minutes_stop_em_after_one_iteration_at_least(tmp_path) -> None:
+    """--minutes ends EM early, not after --steps, yet always after one iteration; the same
+    fit without it runs until converged."""
     import pushforward
 
     opts = {"data": "grid25", "components": 25, "steps": 50, "progress": False}
@@ -161,3 +161,65 @@ def test_the_search_for_k_keeps_to_its_ceiling_and_its_time() -> None:
     assert choose_components(GMM, GMMConfig(search_minutes=1e-9), x) == 1  # no time: K = 1
     m = GMM(GMMConfig(components=3, covariance="diag"), (5,))
     assert m.n_parameters() == 3 * parameters_per_component(5, "diag") - 1 == 32
+
+
+class _Clock:
+    """A stand-in for the time module: EM costs what the test says, not what the CPU does."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_the_search_for_k_stops_before_a_fit_that_would_overrun(monkeypatch) -> None:
+    """A fit costs 1 s per component: with 10 s, K = 1, 2, 4 end at 7 s and K = 8 would end at
+    15 s, so the search stops without starting it (it used to start any K before the
+    deadline: 1,747 s of a 900 s budget on 784-d full covariances)."""
+    from pushforward.models import gmm_search
+
+    clock, tried = _Clock(), []
+
+    class Slow(GMM):
+        def fit(self, x, max_iter=100, generator=None, callback=None):  # type: ignore[override]
+            tried.append(len(self.means))
+            out = super().fit(x, 2, generator)
+            clock.now += len(self.means)
+            return out
+
+    monkeypatch.setattr(gmm_search, "time", clock)
+    x = load_dataset("grid25").train
+    k = choose_components(Slow, GMMConfig(search_minutes=10 / 60), x)
+    assert tried == [1, 2, 4] and k in tried and clock.now <= 10
+
+
+def test_minutes_stop_em_before_an_iteration_that_would_overrun(monkeypatch) -> None:
+    """Iterations of 3 s with a 10 s budget: three (9 s), not a fourth that would end at 12."""
+    import importlib
+    from types import SimpleNamespace
+
+    train_module = importlib.import_module("pushforward.train")  # the module, not the function
+
+    clock, rows = _Clock(), []
+
+    class ThreeSeconds:
+        def fit(self, x, max_iter, generator, callback):
+            for it in range(1, max_iter + 1):
+                clock.now += 3
+                if callback(it, 0.0):
+                    break
+            return {"iterations": it}
+
+    class Bar:
+        def update(self, n): ...
+        def set_postfix(self, **kw): ...
+        def close(self): ...
+
+    monkeypatch.setattr(train_module, "time", clock)
+    tcfg = SimpleNamespace(steps=50, minutes=10 / 60, seed=0)
+    info = train_module.fit_em(
+        ThreeSeconds(), torch.zeros(4, 2), tcfg, rows.append, lambda total: Bar()
+    )
+    assert info["iterations"] == 3 and [r["step"] for r in rows] == [1, 2, 3]
+    assert info["seconds"] <= 10

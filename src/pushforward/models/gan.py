@@ -22,7 +22,7 @@ from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from .base import Model
-from .nets import Standardize, adam, decoder, encoder
+from .nets import Standardize, adam, check_arch, decoder, encoder
 
 LossPair = tuple[
     Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (D(x) logits, D(G(z)) logits) -> D loss
@@ -121,8 +121,7 @@ class GAN(Model):
     @classmethod
     def resolve_config(cls, cfg: GANConfig, data: Dataset, seed: int = 0) -> GANConfig:
         check_bounds(cfg)
-        if cfg.arch == "conv" and data.kind != "images":
-            raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
+        check_arch(cfg.arch, cfg.blocks, data.kind == "images")
         return cfg
 
     def __init__(self, config: GANConfig, data_shape: tuple[int, ...]) -> None:

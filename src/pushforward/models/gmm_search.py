@@ -33,24 +33,31 @@ def parameters_per_component(d: int, covariance: str) -> int:
 def choose_components(cls: type[GMM], cfg: GMMConfig, x: torch.Tensor, seed: int = 0) -> int:
     """K by held-out log-likelihood, as a practitioner would choose it: EM for K = 1, 2,
     4, ... (and --max-components) on 90% of (at most 10,000) training examples, scored on
-    the other 10%; the search stops once two larger K in a row score no better, or
-    --search-minutes have gone. Too few components blur the modes together (8 Gaussians on
-    grid25's 25 modes); too many overfit the held-out part."""
+    the other 10%; the search stops once two larger K in a row score no better, or before
+    a K whose fit would run past --search-minutes (EM's cost grows with K, so the last fit's
+    time predicts the next; a fit still running at the deadline stops there). Too few
+    components blur the modes together (8 Gaussians on grid25's 25 modes); too many overfit
+    the held-out part."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=g)[:SEARCH_EXAMPLES]
     n_val = max(1, len(idx) // 10)
     held_out, fit = x[idx[:n_val]], x[idx[n_val:]]
     best_k, best, worse = 1, -math.inf, 0
     deadline = time.perf_counter() + 60 * (cfg.search_minutes or math.inf)
+    per_component = 0.0  # seconds the last fit took per component
     for k in search_ks(cfg.max_components):
-        if k > max(1, len(fit) // 10) or time.perf_counter() >= deadline:
-            break  # fewer than 10 examples per component, or out of time
+        if k > max(1, len(fit) // 10):
+            break  # fewer than 10 examples per component
+        if k > 1 and time.perf_counter() + per_component * k > deadline:
+            break  # this K's fit would end past --search-minutes
         try:
             cls.check_memory(replace(cfg, components=k), fit[0].numel())
         except PushforwardError:
             break
         model = cls(replace(cfg, components=k), tuple(x.shape[1:]))
-        model.fit(fit, DEFAULT_EM_STEPS, g)
+        start = time.perf_counter()
+        model.fit(fit, DEFAULT_EM_STEPS, g, lambda _it, _ll: time.perf_counter() >= deadline)
+        per_component = (time.perf_counter() - start) / k
         score = float(model.log_prob(held_out).mean())
         if score > best:  # a NaN never wins
             best_k, best, worse = k, score, 0

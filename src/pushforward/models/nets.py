@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ..errors import PushforwardError
+
 
 def adam(
     params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
@@ -20,6 +22,17 @@ def adam(
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except RuntimeError:
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+def check_arch(arch: str, blocks: int, images: bool) -> None:
+    """Refuse the options the chosen network family would silently ignore."""
+    if arch == "conv" and not images:
+        raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
+    if blocks and arch != "conv":
+        raise PushforwardError(
+            f"--blocks {blocks} needs --arch conv (it adds 3x3 convolutions); "
+            "drop --blocks or add --arch conv"
+        )
 
 
 def mlp(

@@ -18,7 +18,7 @@ from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from .base import Encoder, LikelihoodBound, Model
-from .nets import Standardize, adam, decoder, encoder
+from .nets import Standardize, adam, check_arch, decoder, encoder
 from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
 
 
@@ -92,8 +92,7 @@ class VAE(Model, LikelihoodBound, Encoder):
             cfg = replace(cfg, likelihood="bernoulli" if images else "gaussian")
         if cfg.latent_dim is None:
             cfg = replace(cfg, latent_dim=16 if images else min(16, data.dim))
-        if cfg.arch == "conv" and not images:
-            raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
+        check_arch(cfg.arch, cfg.blocks, data.kind == "images")
         return cfg
 
     def __init__(self, config: VAEConfig, data_shape: tuple[int, ...]) -> None:

@@ -84,8 +84,8 @@ def fit_em(
     def on_iteration(it: int, ll: float) -> bool:
         bar.update(1)
         bar.set_postfix(loglik=f"{ll:.4f}")
-        seconds, step_s = time.perf_counter() - start, time.perf_counter() - start - last[0]
-        last[0] = seconds
+        seconds = time.perf_counter() - start
+        step_s, last[0] = seconds - last[0], seconds  # this iteration's time predicts the next
         log(
             {
                 "step": it,

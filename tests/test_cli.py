@@ -41,6 +41,7 @@ def test_readme_shows_the_main_commands() -> None:
     assert "python -m pytest -q -n 2" in README.read_text()
 
 
+@pytest.mark.heavy
 def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
     for args in readme_commands():
         code, _out, err = cli(*args)
@@ -59,7 +60,11 @@ def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
     assert demo["digits"]["vae"]["elbo"] > -30  # untrained: about -44
     assert set(demo["digits"]) == set(demo["ring8"]) == {"gmm", "vae", "gan"}
     assert not [m for d in demo.values() for m in d.values() if "warning" in m]
-    assert demo["digits"]["gan"]["fd"] < 40 and demo["digits"]["gan"]["recall"] > 0.8
+    # the digits GAN (the GAN's defaults, 3,000 steps): FD 22.8 (floor 18.4), recall 0.91 and
+    # balanced classes at seed 0 (seeds 1 and 2: FD 21.1 and 16.5; docs/benchmarks.md)
+    gan = demo["digits"]["gan"]
+    assert gan["fd"] < 40 and gan["recall"] > 0.8, gan
+    assert gan["class_kl"] < 0.1 and gan["precision"] > 0.6, gan
     html = (tmp_path / "pushforward-demo" / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html  # self-contained
     ev = json.loads((tmp_path / "runs" / "gmm-ring8" / "eval.json").read_text())
@@ -332,6 +337,7 @@ def test_experiment_scale_and_only_run_one_row_longer(cli, tmp_path: Path) -> No
     assert_user_error(cli("experiment", "gmm-universality", "--scale", "2"), "--scale")
 
 
+@pytest.mark.heavy
 def test_experiment_explicit_vs_implicit_quick(cli, tmp_path: Path) -> None:
     code, _, err = cli("experiment", "explicit-vs-implicit", "--quick", "--out", "ei")
     assert code == 0, err

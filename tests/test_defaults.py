@@ -112,6 +112,8 @@ def test_defaults_work_on_a_users_data(kind: str, tmp_path: Path) -> None:
         assert run.evaluate(["two_sample"], write=False)["mmd"] < 0.01
 
 
+@pytest.mark.heavy
+@pytest.mark.heavy
 @pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist").is_dir(),
     reason="Debian's dataset-fashion-mnist is not installed",

@@ -101,6 +101,7 @@ def _wait_for_step(proc: subprocess.Popen[str], out: Path, step: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.heavy
 def test_ctrl_c_and_a_frozen_peer_end_in_one_line_and_the_run_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # Ctrl-C reaches the launcher and both ranks (one process group): one line, from rank 0

@@ -44,6 +44,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("model", sorted(RUNS))
 def test_killed_and_resumed_runs_end_bit_identical(model: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref"

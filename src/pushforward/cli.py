@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
     )
     _eval_parser(sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json"))
+    explore = sub.add_parser("explore", help="a web page that replays a run's training")
+    explore.add_argument("run")
+    explore.add_argument("--out", default=None, help="FILE.html (default RUN/explore.html)")
+    explore.add_argument("--gif", default=None, help="also write the timeline as FILE.gif")
     return p
 
 
@@ -231,10 +235,11 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     picture = not args.out or Path(args.out).suffix == ".png"
     # a picture shows at most 64 images or 100,000 points: draw no more than it shows
     shown = min(args.n, 64 if run.data.kind == "images" else 100_000) if picture else args.n
-    nrow = None
+    nrow, labels = None, []
     if args.recon:
         orig, rec = run.reconstructions(args.n, args.seed)
         nrow = min(args.n, 8)  # rows alternate: originals, then their reconstructions
+        labels = ["data", "reconstruction"] * ((args.n + nrow - 1) // nrow)
         x = torch.cat(
             [torch.cat([orig[i : i + nrow], rec[i : i + nrow]]) for i in range(0, len(orig), nrow)]
         )
@@ -245,6 +250,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
             args.steps,
             "interpolations",
         )
+        labels = [f"pair {i + 1}" for i in range(args.n)]
     else:
         x, kind = run.sample(shown, args.seed, args.sampler, args.components), "samples"
     out = Path(args.out) if args.out else run.path / f"{kind}-n{args.n}-seed{args.seed}.png"
@@ -255,7 +261,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     elif out.suffix == ".png":
         ref = run.data.train[:20000].cpu()
         title = f"{run.model_name}: {kind}"
-        plots.write(out, plots.samples_figure(x, ref, title, run.data.log_prob, nrow=nrow))
+        png = plots.samples_figure(x, ref, title, run.data.log_prob, nrow, labels)
+        plots.write(out, png)
     if kind != "samples" or shown == args.n:
         print(f"wrote {out} ({args.n} {kind})")
     else:
@@ -339,6 +346,12 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     print(f"wrote {run_experiment(args.name, out, args.quick, settings)} and the figures beside it")
 
 
+def _cmd_explore(args: argparse.Namespace) -> None:
+    from .explore import write_explorer
+
+    print("wrote " + " and ".join(map(str, write_explorer(args.run, args.out, args.gif))))
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .report import run_demo
 
@@ -354,6 +367,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "data": _cmd_data,
     "demo": _cmd_demo,
+    "explore": _cmd_explore,
 }
 
 

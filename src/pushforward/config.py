@@ -137,6 +137,13 @@ class TrainConfig:
         "a non-finite loss: stop (one-line error; the last good checkpoint stays) or skip the step",
         ("stop", "skip"),
     )
+    snapshots: int | None = option(
+        None,
+        "frames of training saved in RUN/snapshots/ for `pushforward explore` (default: 40 on "
+        "2-D points, 16 on images; 0 = off)",
+        at_least=0,
+        at_most=200,
+    )
     recipe: str | None = option(
         None, "start from a shipped recipe's options (listed below); yours override them"
     )

@@ -125,6 +125,18 @@ class Position:
         }
 
 
+def shard_loader(x: torch.Tensor, tcfg: TrainConfig) -> InMemoryLoader:
+    """This process's share of the training examples x [N, *shape], in seeded batches."""
+    return InMemoryLoader(
+        x,
+        tcfg.batch_size,
+        tcfg.seed,
+        rank=dist.rank(),
+        world=dist.world_size(),
+        dynamic_binarize=tcfg.binarize == "dynamic",
+    )
+
+
 def batches(loader: InMemoryLoader, consumed: int = 0) -> Iterator[torch.Tensor]:
     """An endless stream of batches, epoch after epoch, starting after the first ``consumed``
     (so a resumed run sees exactly the batches an uninterrupted one would)."""

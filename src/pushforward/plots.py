@@ -46,6 +46,24 @@ def png_bytes_of_grid(images: torch.Tensor, nrow: int | None = None, scale: int 
     return buf.getvalue()
 
 
+def grid_figure(
+    images: torch.Tensor, title: str, nrow: int | None = None, row_labels: Sequence[str] = ()
+) -> bytes:
+    """Images [N, C, H, W] in [0, 1] as a titled grid; ``row_labels`` name its rows (e.g.
+    "data" and "reconstruction" in turn)."""
+    arr = image_grid(images, nrow)
+    h = images.shape[2] + 1
+    rows = arr.shape[0] // h
+    fig, ax = plt.subplots(figsize=(4.2, 4.2 * arr.shape[0] / arr.shape[1] + 0.4))
+    ax.imshow(arr, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([h * (r + 0.5) for r in range(rows)][: len(row_labels)])
+    ax.set_yticklabels(list(row_labels)[:rows], fontsize=8)
+    ax.tick_params(length=0)
+    return fig_bytes(fig)
+
+
 def fig_bytes(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -105,9 +123,18 @@ def scatter_bytes(
 
 
 def density_bytes(log_prob: LogDensity, reference: torch.Tensor, title: str) -> bytes:
-    """A model's density on a grid over the data's range, for 2-D models with ``log_prob``."""
-    fig, ax = plt.subplots(figsize=(4, 4))
-    draw_density(ax, log_prob, data_limits(reference.detach().float().cpu()), "magma")
+    """A model's log-density on a grid over the data's range (the 12 nats below its peak, where
+    a density of sharp modes would be a black square with a few dots), with its colour scale."""
+    x0, x1, y0, y1 = limits = data_limits(reference.detach().float().cpu())
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 300), torch.linspace(y0, y1, 300), indexing="xy")
+    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
+    top = float(logp.max())
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    im = ax.imshow(
+        logp.reshape(300, 300).numpy(), extent=limits, origin="lower", cmap="viridis",
+        vmin=top - 12, vmax=top, aspect="auto",
+    )  # fmt: skip
+    fig.colorbar(im, ax=ax, label="log p(x)")
     ax.set_title(title)
     ax.set_aspect("equal")
     return fig_bytes(fig)
@@ -160,6 +187,7 @@ def samples_figure(
     title: str,
     density: LogDensity | None = None,
     nrow: int | None = None,
+    row_labels: Sequence[str] = (),
 ) -> bytes:
     """The picture of a model's samples: a scatter over the data (its first two coordinates) for
     points, an image grid for images."""
@@ -167,7 +195,7 @@ def samples_figure(
         exact = density if samples.shape[1] == 2 else None
         return scatter_bytes(samples[:, :2], reference[:, :2], title, exact)
     if samples.dim() == 4:
-        return png_bytes_of_grid(samples if nrow else samples[:64], nrow)
+        return grid_figure(samples if nrow else samples[:64], title, nrow, row_labels)
     raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}")
 
 

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 
 from . import plots
-from .checkpoint import atomic_write_bytes, atomic_write_json
+from .checkpoint import atomic_write_bytes, atomic_write_json, safe_name
 from .data import Dataset, load_dataset
 from .experiments.base import Settings
 from .experiments.runner import Job, run_jobs
+from .explore import write_explorer
 from .models import MODELS, Encoder, ExactDensity
 from .run import Run
+from .snapshots import SNAPSHOTS
 from .version import __version__
 
 # (data, model, options): what the demo fits. Budgets are sized for 2 CPU cores (< 3 minutes).
@@ -38,24 +40,59 @@ def _img(png: bytes, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
-def _cell(v: Any) -> str:
+# the numbers a reader compares first, with the floor each has (what a perfect model scores);
+# the rest are folded under "all numbers"
+KEY_NUMBERS: dict[str, tuple[str, str | None]] = {
+    "nll_nats": ("NLL, nats (lower is better)", None),
+    "elbo": ("ELBO, nats (higher is better)", None),
+    "true_nll_nats": ("samples' NLL under the true density", "true_entropy_nats"),
+    "modes": ("modes captured", None),
+    "hq_fraction": ("high-quality samples", None),
+    "mmd": ("MMD² to test points", None),
+    "fd": ("Fréchet distance (lower is better)", "fd_floor"),
+    "precision": ("precision", "precision_floor"),
+    "recall": ("recall", "recall_floor"),
+    "class_kl": ("class balance KL (0 is best)", "class_kl_floor"),
+}
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return html.escape("" if v is None else str(v))
     if isinstance(v, float):
-        return f"<td>{v:.4g}</td>"
-    return f"<td>{html.escape('' if v is None else str(v))}</td>"
+        return f"{v:.4g}"
+    if isinstance(v, list):  # kl_per_dim: a line, not a tall cell
+        shown = " ".join(_value(x) for x in v[:6])
+        return html.escape(f"{len(v)} values: {shown}{' …' if len(v) > 6 else ''}")
+    return html.escape(str(v))
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
-    keys = [
-        k
-        for k in dict.fromkeys(k for r in rows.values() for k in r)
-        if k not in ("split", "data", "warning")
-    ]
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(
-        f"<tr><th>{html.escape(m)}</th>{''.join(_cell(r.get(k)) for k in keys)}</tr>"
-        for m, r in rows.items()
+    """The key numbers as rows, one column per model, each with its floor; every other number
+    in a folded table of the same shape (three columns wide, whatever the number of metrics)."""
+    models = list(rows)
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+
+    def row(label: str, key: str, floor: str | None = None) -> str:
+        cells = []
+        for m in models:
+            v, f = rows[m].get(key), rows[m].get(floor) if floor else None
+            extra = (
+                f" <small>(floor {_value(f)})</small>" if f is not None and v is not None else ""
+            )
+            cells.append(f"<td>{_value(v)}{extra}</td>")
+        return f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>"
+
+    present = {k for r in rows.values() for k in r}
+    key = "".join(row(label, k, floor) for k, (label, floor) in KEY_NUMBERS.items() if k in present)
+    skip = {"split", "data", "warning"} | set(KEY_NUMBERS)
+    rest = "".join(
+        row(k, k) for k in dict.fromkeys(k for r in rows.values() for k in r) if k not in skip
     )
-    return f"<table><tr><th>model</th>{head}</tr>{body}</table>"
+    return (
+        f"<table><tr><th></th>{head}</tr>{key}</table>"
+        f"<details><summary>All numbers</summary><table><tr><th></th>{head}</tr>{rest}</table></details>"
+    )
 
 
 def _warnings(evals: dict[str, dict[str, Any]]) -> str:
@@ -80,7 +117,22 @@ def _curves(run: Run) -> bytes | None:
     )
 
 
-def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]) -> str:
+def _explorers(out: Path, runs: dict[str, Run]) -> str:
+    """Each run's explorer (``pushforward explore``) beside the report, and links to them."""
+    links = []
+    for name, run in runs.items():
+        if (run.path / SNAPSHOTS).is_dir():
+            page = out / "explore" / f"{name}-{safe_name(run.train_config.data, keep='-_')}.html"
+            write_explorer(run.path, page)
+            links.append(f'<a href="{html.escape(page.relative_to(out).as_posix())}">{name}</a>')
+    if not links:
+        return ""
+    return f"<p class=explore>Replay the training, frame by frame: {' · '.join(links)}</p>"
+
+
+def _section(
+    ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]], explorers: str
+) -> str:
     ref = ds.train[:20000]
     points = ds.kind == "points"
     figs = []
@@ -93,7 +145,7 @@ def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]
             )
         )
     else:
-        figs.append(_img(plots.png_bytes_of_grid(shown[:64]), "data: 64 test images"))
+        figs.append(_img(plots.grid_figure(shown[:64], "data"), "data: 64 test images"))
     for name, run in runs.items():
         x = run.sample(1000 if points else 64, seed=0)
         figs.append(
@@ -118,9 +170,10 @@ def _section(ds: Dataset, runs: dict[str, Run], evals: dict[str, dict[str, Any]]
         curve = _curves(run)
         if curve:
             figs.append(_img(curve, f"{name}: training curve"))
+    source = f"source: {ds.source}" if ds.source != "generated" else "generated (seeded)"
     return (
-        f"<h2>{html.escape(ds.name)}</h2><p>{len(ds.train)} training examples of shape "
-        f"{'x'.join(map(str, ds.shape))}, from {html.escape(ds.source)}.</p>"
+        f"<h2>{html.escape(ds.name)}</h2><p>{len(ds.train):,} training examples of shape "
+        f"{'x'.join(map(str, ds.shape))}; {html.escape(source)}.</p>{explorers}"
         f"<div class=figs>{''.join(figs)}</div>{_warnings(evals)}{_table(evals)}"
     )
 
@@ -130,6 +183,7 @@ body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 .figs{{display:flex;flex-wrap:wrap}} figure{{margin:4px}} .figs img{{height:260px;border:1px solid #ddd}}
 figcaption{{font-size:80%;max-width:300px}} .warn{{color:#a00;font-weight:bold}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+th:first-child{{text-align:left}} small{{color:#666}} details{{margin-bottom:2em}} .explore{{font-size:110%}}
 </style></head><body><h1>{title}</h1>
 <p>A simple Gaussian base distribution pushed forward through a map approximates complex data
 (arXiv 2503.01898). The Gaussian mixture is the explicit baseline: its density is written down and
@@ -188,15 +242,19 @@ def _write(
     seconds: float,
 ) -> Path:
     sections = "".join(
-        _section(next(iter(runs[d].values())).raw_data, runs[d], summary[d]) for d in runs
+        _section(
+            next(iter(runs[d].values())).raw_data, runs[d], summary[d], _explorers(out, runs[d])
+        )
+        for d in runs
     )
+    threads = torch.get_num_threads()
     page = PAGE.format(
         title=html.escape(title),
         sections=sections,
         version=__version__,
         torch=torch.__version__,
         seconds=seconds,
-        device=f"CPU, {torch.get_num_threads()} threads"
+        device=f"CPU, {threads} thread{'s' if threads > 1 else ''}"
         if not torch.cuda.is_available()
         else torch.cuda.get_device_name(),
     )

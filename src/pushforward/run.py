@@ -186,7 +186,9 @@ class Run:
         return self.model
 
     def _held_out(self, n: int, seed: int) -> torch.Tensor:
-        x = self.data.test if self.data.test is not None else self.data.train
+        """n held-out examples as loaded (grey, not the binarized pixels a Bernoulli model
+        is scored on: its encoder takes intensities, and a reader compares with the data)."""
+        x = self.raw_data.test if self.raw_data.test is not None else self.raw_data.train
         return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
 
     def reconstructions(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,7 +80,7 @@ def clear_run(path: Path) -> None:
     derived = [*path.glob("expost-gmm-*.safetensors"), *path.glob("expost-gmm-*.json")]
     for f in [path / n for n in names] + derived:
         f.unlink(missing_ok=True)
-    for folder in (path / CHECKPOINTS, path / "tensorboard"):
+    for folder in (path / CHECKPOINTS, path / "tensorboard", path / "snapshots"):
         if folder.is_dir():
             shutil.rmtree(folder)
 

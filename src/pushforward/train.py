@@ -25,19 +25,9 @@ from . import dist, plots, recipes
 from .checkpoint import LAST, LAST_JSON, load_checkpoint
 from .checkpoint import save_checkpoint as save_state
 from .config import TrainConfig, check_bounds
-from .data import (
-    Dataset,
-    InMemoryLoader,
-)
+from .data import Dataset
 from .errors import Interrupted, PushforwardError
-from .loop import (
-    Budget,
-    Meter,
-    PhaseStep,
-    Position,
-    StopSignals,
-    batches,
-)
+from .loop import Budget, Meter, PhaseStep, Position, StopSignals, batches, shard_loader
 from .metrics.health import failure_line, health
 from .models import MODELS, FitsByEM, Model
 from .models.gmm import DEFAULT_EM_STEPS
@@ -62,6 +52,7 @@ from .runs import (
     unlock,
     write_config,
 )
+from .snapshots import SNAPSHOTS, Snapshots, resolve_count
 from .validation import Validation
 
 
@@ -72,7 +63,12 @@ def _model_class(name: str) -> type[Model]:
 
 
 def fit_em(
-    model: FitsByEM, x: torch.Tensor, tcfg: TrainConfig, log: Logger, progress: Callable[..., Any]
+    model: FitsByEM,
+    x: torch.Tensor,
+    tcfg: TrainConfig,
+    log: Logger,
+    progress: Callable[..., Any],
+    snaps: Snapshots | None = None,
 ) -> dict[str, Any]:
     """EM on the full training tensor, one metrics.jsonl row per iteration; --minutes stops
     it before an iteration that would end past the budget (predicted by the last one: on
@@ -80,8 +76,13 @@ def fit_em(
     steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS  # --minutes alone
     bar, start = progress(total=steps), time.perf_counter()
     last = [0.0]  # seconds at the end of the previous iteration
+    snaps = snaps or Snapshots.none()
+    snaps.begin(steps, None, 0, 0.0, first=False)
 
     def on_iteration(it: int, ll: float) -> bool:
+        if it == 0:  # the k-means start
+            snaps.take(0, 0.0)
+            return False
         bar.update(1)
         bar.set_postfix(loglik=f"{ll:.4f}")
         seconds = time.perf_counter() - start
@@ -95,11 +96,13 @@ def fit_em(
                 "seconds": round(seconds, 4),
             }
         )
+        snaps.maybe(it, seconds)
         # stop before the iteration that would run out of time
         return tcfg.minutes is not None and seconds + step_s > 60 * tcfg.minutes
 
     with contextlib.closing(bar):
         info = model.fit(x, steps, torch.Generator().manual_seed(tcfg.seed), on_iteration)
+    snaps.finish(int(info["iterations"]), last[0])
     return {**info, "seconds": time.perf_counter() - start}
 
 
@@ -122,6 +125,7 @@ def fit_gradient(
     run_dir: Path,
     log: Logger,
     progress: Callable[..., Any],
+    snaps: Snapshots,
     resume: bool = False,
     val: torch.Tensor | None = None,
 ) -> dict[str, Any]:
@@ -131,7 +135,7 @@ def fit_gradient(
     every checkpoint, the best weights kept; --patience ends the run early."""
     # what a step needs: the batches, the budget, the optimizers and the phase step
     ckpt, schedule = run_dir / CHECKPOINTS, model.schedule
-    loader = _loader(data.train.to(model.device), tcfg)
+    loader = shard_loader(data.train.to(model.device), tcfg)
     budget = Budget.of(tcfg, len(loader), len(schedule))
     opts = model.optimizers()
     phase_step = PhaseStep(model, opts, model.device, tcfg)
@@ -143,6 +147,7 @@ def fit_gradient(
         return _summary(at, validation, model)
     clock = at.start_clock()
     budget.start(opts, clock)
+    snaps.begin(budget.total, budget.minutes, at.step, at.seconds)
     stream, meter = batches(loader, at.batches), Meter(model, phase_step.skip, since=clock)
     bar = progress(total=budget.total, initial=at.step)
 
@@ -165,6 +170,7 @@ def fit_gradient(
                 at.batches += 1
             meter.steps += 1
             bar.update(1)
+            snaps.maybe(at.step, at.seconds)
 
             # checks at logging and checkpoint steps: a non-finite loss stops the run before a
             # checkpoint could hold it; validation keeps the best weights and may end the run
@@ -194,19 +200,8 @@ def fit_gradient(
                 checkpoint()
                 dist.barrier()
                 raise Interrupted(asked, at.step)
+        snaps.finish(at.step, at.seconds)
     return _summary(at, validation, model)
-
-
-def _loader(x: torch.Tensor, tcfg: TrainConfig) -> InMemoryLoader:
-    """This process's share of the training examples x [N, *shape], in seeded batches."""
-    return InMemoryLoader(
-        x,
-        tcfg.batch_size,
-        tcfg.seed,
-        rank=dist.rank(),
-        world=dist.world_size(),
-        dynamic_binarize=tcfg.binarize == "dynamic",
-    )
 
 
 def _resume(
@@ -299,6 +294,7 @@ def _fit(
     raw, data, val, tcfg, mcfg = prepare_data(cls, model_name, tcfg, mcfg)
     torch.manual_seed(tcfg.seed + dist.rank())
     model = build_model(cls, model_name, mcfg, data, device)  # before the folder is touched
+    frames = resolve_count(tcfg.snapshots, model, data)
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
     resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, data)
     if resuming and issubclass(cls, FitsByEM):
@@ -308,7 +304,9 @@ def _fit(
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
     lock(run_dir)  # claim took it already; a resume takes it here
     try:
-        return _train_in(run_dir, model_name, model, raw, data, val, tcfg, progress, resuming)
+        snaps = Snapshots(run_dir / SNAPSHOTS, model, raw, data, frames, tcfg.seed)
+        datasets = (raw, data, val)
+        return _train_in(run_dir, model_name, model, datasets, tcfg, progress, resuming, snaps)
     except (PushforwardError, RuntimeError):
         # a new run that stopped before its first checkpoint has nothing to resume: its files
         # would only block the corrected command ("already holds a run")
@@ -323,14 +321,15 @@ def _train_in(
     run_dir: Path,
     model_name: str,
     model: Model,
-    raw: Dataset,
-    data: Dataset,
-    val: torch.Tensor | None,
+    datasets: tuple[Dataset, Dataset, torch.Tensor | None],
     tcfg: TrainConfig,
     progress: bool,
     resuming: bool,
+    snaps: Snapshots,
 ) -> Run:
-    """Train ``model`` in the locked ``run_dir``, then save it, its samples and its health."""
+    """Train ``model`` in the locked ``run_dir`` on ``datasets`` (as loaded, as trained on, the
+    --validation examples), taking ``snaps``; then save it, its samples and its health."""
+    raw, data, val = datasets
     device = model.device
     if dist.is_main() and not resuming:
         write_config(run_dir, model_name, model, tcfg, data, device)
@@ -344,13 +343,13 @@ def _train_in(
     )
     try:
         if isinstance(model, FitsByEM):
-            info = fit_em(model, data.train.to(device), tcfg, log, bar)
+            info = fit_em(model, data.train.to(device), tcfg, log, bar, snaps)
             if dist.is_main():
                 save_state(
                     run_dir / CHECKPOINTS, model, {}, {"step": info["iterations"], "finished": True}
                 )
         else:
-            info = fit_gradient(model, data, tcfg, run_dir, log, bar, resuming, val)
+            info = fit_gradient(model, data, tcfg, run_dir, log, bar, snaps, resuming, val)
     finally:
         log.close()
     run = Run(run_dir, model_name, model, tcfg, raw, data)

@@ -170,4 +170,5 @@ class FitsByEM(ABC):
         callback: Callable[[int, float], bool | None] | None = None,
     ) -> dict[str, float]:
         """Fit on x [N, *shape]; ``callback(iteration, mean log-likelihood)`` returning True
-        stops early. Returns what the run's model.json records (iterations, ...)."""
+        stops early; ``callback(0, nan)`` comes first, once the start is set (its return is ignored).
+        Returns what the run's model.json records (iterations, ...)."""

@@ -314,7 +314,8 @@ class GMM(Model, ExactDensity, FitsByEM):
         callback: Callable[[int, float], bool | None] | None = None,
     ) -> dict[str, float]:
         """Fit by EM on x [N, *shape]; ``callback(iteration, mean_log_likelihood)`` runs after
-        each step and stops EM early by returning True (a time budget, say)."""
+        each step and stops EM early by returning True (a time budget, say); it is called
+        with (0, nan) once, when the k-means start is set."""
         x = self._flat(x)
         k = len(self.means)
         if len(x) < k:
@@ -334,6 +335,8 @@ class GMM(Model, ExactDensity, FitsByEM):
                 self._m_step_features(*feats, resp)
 
         m_step(nn.functional.one_hot(labels, k).to(x.dtype))
+        if callback:
+            callback(0, math.nan)  # the k-means start
         lower, converged, it = -math.inf, False, 0
         for it in range(1, max_iter + 1):
             prev = lower

@@ -47,8 +47,10 @@ def _frame(model: str, info: dict[str, Any], inputs: dict[str, torch.Tensor], f:
             data_ax.scatter(f["samples"][:, 0], f["samples"][:, 1], s=2, c="tab:orange")
         data_ax.set_title("data space")
         if model == "gan":
-            p = torch.sigmoid(f["critic"]) if info.get("critic") == "probability" else f["critic"]
-            ax[1].imshow(p.numpy(), extent=ext, cmap="RdBu_r", origin="upper")
+            p, top = torch.sigmoid(f["critic"]) - 0.5, 0.5  # the page's scale: 0 fake, 1 real
+            if info.get("critic") != "probability":
+                p, top = f["critic"], float(f["critic"].abs().max()) + 1e-9
+            ax[1].imshow(p.numpy(), extent=ext, cmap="RdBu_r", origin="upper", vmin=-top, vmax=top)
             ax[1].set_title("discriminator D(x)")
         elif model == "vae":
             z = info["z_extent"]

@@ -78,15 +78,22 @@ def data_limits(points: torch.Tensor) -> tuple[float, float, float, float]:
     return lo[0].item() - span, hi[0].item() + span, lo[1].item() - span, hi[1].item() + span
 
 
+def _log_density_grid(
+    log_prob: LogDensity, limits: tuple[float, float, float, float], n: int = 300
+) -> torch.Tensor:
+    """log_prob on an n x n grid over ``limits`` = (x0, x1, y0, y1), rows from the bottom: [n, n]."""
+    x0, x1, y0, y1 = limits
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
+    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
+    return logp.reshape(n, n)
+
+
 def draw_density(
     ax: plt.Axes, log_prob: LogDensity, limits: tuple[float, float, float, float], cmap: str
 ) -> None:
     """exp(log_prob) on a 300x300 grid over ``limits`` = (x0, x1, y0, y1)."""
-    x0, x1, y0, y1 = limits
-    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 300), torch.linspace(y0, y1, 300), indexing="xy")
-    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
     ax.imshow(
-        logp.exp().reshape(300, 300).numpy(),
+        _log_density_grid(log_prob, limits).exp().numpy(),
         extent=limits,
         origin="lower",
         cmap=cmap,
@@ -125,13 +132,12 @@ def scatter_bytes(
 def density_bytes(log_prob: LogDensity, reference: torch.Tensor, title: str) -> bytes:
     """A model's log-density on a grid over the data's range (the 12 nats below its peak, where
     a density of sharp modes would be a black square with a few dots), with its colour scale."""
-    x0, x1, y0, y1 = limits = data_limits(reference.detach().float().cpu())
-    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 300), torch.linspace(y0, y1, 300), indexing="xy")
-    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
+    limits = data_limits(reference.detach().float().cpu())
+    logp = _log_density_grid(log_prob, limits)
     top = float(logp.max())
     fig, ax = plt.subplots(figsize=(4.6, 4))
     im = ax.imshow(
-        logp.reshape(300, 300).numpy(), extent=limits, origin="lower", cmap="viridis",
+        logp.numpy(), extent=limits, origin="lower", cmap="viridis",
         vmin=top - 12, vmax=top, aspect="auto",
     )  # fmt: skip
     fig.colorbar(im, ax=ax, label="log p(x)")

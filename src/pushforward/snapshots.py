@@ -281,10 +281,11 @@ class Snapshots:
         log_q = log_aggregate_posterior(plane, mu, logvar)
         own = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
         floor = torch.quantile(log_aggregate_posterior(own, mu, logvar), 0.01)
-        log_p = self._log_prior(m, plane, g)
+        draws = m.prior.sample(2000, g).double()[:, :2].cpu()  # [2000, 2]
+        log_p = self._log_prior(m, plane, draws)
         # a hole: where the prior puts its mass (as much as at 99% of its own draws) and the
         # aggregate posterior is thinner than at 99% of its own samples (eval's prior_holes)
-        drawn = self._log_prior(m, m.prior.sample(2000, g).double()[:, :2], g)
+        drawn = self._log_prior(m, draws, draws)
         out["log_q"] = log_q.float().clamp(min=-1e4).reshape(RES, RES)
         out["log_p"] = log_p.float().clamp(min=-1e4).reshape(RES, RES)
         out["holes"] = ((log_q < floor) & (log_p > torch.quantile(drawn, 0.01))).to(torch.uint8)
@@ -295,9 +296,10 @@ class Snapshots:
             out["latent_images"] = _bytes(m.decode_mean(zs))
         return out
 
-    def _log_prior(self, m: VAE, z2: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _log_prior(self, m: VAE, z2: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         """log p of points z2 [n, 2] of the plane: the prior itself for a 2-d z, its marginal
-        on the first two coordinates otherwise (exact for N(0, I), else from 2,000 draws)."""
+        on the first two coordinates otherwise (exact for N(0, I), else a kernel estimate from
+        ``draws`` [m, 2], the first two coordinates of the prior's own draws)."""
         prior, d = m.prior, m.config.latent_dim
         if d == 2:
             params = list(prior.parameters())
@@ -305,7 +307,6 @@ class Snapshots:
             return prior.log_prob(z2.to(dev, torch.float32)).double().cpu()
         if isinstance(prior, StandardNormal):
             return -0.5 * z2.pow(2).sum(1) - math.log(2 * math.pi)
-        draws = prior.sample(2000, g).double()[:, :2]
         return log_aggregate_posterior(z2, draws, torch.full_like(draws, math.log(0.05)))
 
     def _gmm(self, m: GMM) -> dict[str, torch.Tensor]:
@@ -383,8 +384,8 @@ def read_snapshots(
         )
     kind = info["kind"]
     _check_shapes(folder / INPUTS, inputs, kind)
-    frames = []
-    for f in sorted(folder.glob("step-*.safetensors")):
+    files, frames = sorted(folder.glob("step-*.safetensors")), []
+    for f in files:
         tensors, head = load_tensors_and_metadata(f)
         _check_shapes(f, tensors, kind)
         try:
@@ -395,7 +396,7 @@ def read_snapshots(
     if not frames:
         raise PushforwardError(f"{folder}: no frames (step-*.safetensors); {fix}")
     shape = {k: tuple(v.shape) for k, v in frames[0].items() if torch.is_tensor(v)}
-    for f, frame in zip(sorted(folder.glob("step-*.safetensors")), frames, strict=True):
+    for f, frame in zip(files, frames, strict=True):
         if {k: tuple(v.shape) for k, v in frame.items() if torch.is_tensor(v)} != shape:
             raise PushforwardError(f"{f}: not a frame of the same run as the others; delete it")
     return info, inputs, frames

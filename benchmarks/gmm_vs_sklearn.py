@@ -4,6 +4,13 @@ Reports the held-out average log-likelihood of each (they should agree within 0.
 point), EM iterations, and wall time with the speed ratio. Run by hand:
 
     python benchmarks/gmm_vs_sklearn.py [--device cpu|cuda] [--threads 2]
+
+``--shapes`` instead times pycave's published benchmark shapes ([100k, 32] with K = 16, diagonal
+and full; [1M, 64] with K = 64, diagonal), on data drawn from a random mixture of K Gaussians:
+100 EM iterations from the same start (pushforward's k-means start, handed to scikit-learn as
+its weights_init, means_init and precisions_init; tol 0, so both run all 100), then each
+library's own default start (``--seeds``), with pushforward's ``--restarts`` too, comparing the
+training log-likelihood each ends at.
 """
 
 from __future__ import annotations
@@ -38,15 +45,105 @@ def cases() -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
     return out
 
 
+def mixture_data(n: int, d: int, k: int, seed: int = 0) -> torch.Tensor:
+    """n points [n, d] from a random mixture of k Gaussians: means N(0, 9 I), axis-aligned
+    spreads between 0.5 and 1.5, equal weights."""
+    g = torch.Generator().manual_seed(seed)
+    means = 3 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    spread = 0.5 + torch.rand(k, d, generator=g, dtype=torch.float64)
+    label = torch.randint(0, k, (n,), generator=g)
+    return means[label] + spread[label] * torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+def same_start(x: torch.Tensor, k: int, cov: str, dev: torch.device, dtype: str) -> str:
+    """100 EM iterations of each from pushforward's k-means start: one table row."""
+    m = GMM(GMMConfig(components=k, covariance=cov, tol=0, dtype=dtype), (x.shape[1],)).to(dev)
+    xt = x.to(dev)
+    m.start(xt, torch.Generator().manual_seed(0))
+    prec = m.covariances.inverse() if cov == "full" else 1 / m.covariances
+    init = {
+        "weights_init": m.weights.double().cpu().numpy(),
+        "means_init": m.means.double().cpu().numpy(),
+        "precisions_init": prec.double().cpu().numpy(),
+    }
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    m.em(xt, 100)
+    sync()
+    ours_s = time.perf_counter() - t
+    sk = GaussianMixture(
+        k, covariance_type=cov, tol=0, max_iter=100, init_params="random_from_data", **init
+    )
+    t = time.perf_counter()
+    sk.fit(x.numpy())
+    theirs_s = time.perf_counter() - t
+    ours, theirs = float(m.log_prob(xt).mean()), float(sk.score(x.numpy()))
+    n, d = x.shape
+    return (
+        f"| [{n:,}, {d}] | {cov} | {k} | {dtype} | {ours:.4f} | {theirs:.4f} | {ours - theirs:+.5f} "
+        f"| {ours_s:.2f} | {theirs_s:.2f} | {theirs_s / ours_s:.2f}x |"
+    )
+
+
+def own_starts(x: torch.Tensor, k: int, cov: str, seeds: int, restarts: int) -> list[str]:
+    """Each library's default start per seed: the training log-likelihood each ends at."""
+    rows = []
+    for seed in range(seeds):
+        lls = []
+        for r in (1, restarts):
+            m = GMM(GMMConfig(components=k, covariance=cov, restarts=r), (x.shape[1],))
+            t = time.perf_counter()
+            m.fit(x, 100, torch.Generator().manual_seed(seed))
+            lls.append((float(m.log_prob(x).mean()), time.perf_counter() - t))
+        t = time.perf_counter()
+        sk = GaussianMixture(k, covariance_type=cov, max_iter=100, random_state=seed).fit(x.numpy())
+        sk_s, sk_ll = time.perf_counter() - t, float(sk.score(x.numpy()))
+        (one, one_s), (many, many_s) = lls
+        rows.append(
+            f"| [{len(x):,}, {x.shape[1]}] | {cov} | {k} | {seed} | {one:.4f} ({one_s:.1f} s) "
+            f"| {many:.4f} ({many_s:.1f} s) | {sk_ll:.4f} ({sk_s:.1f} s) |"
+        )
+    return rows
+
+
+def shapes(dev: torch.device, dtypes: list[str], seeds: int, restarts: int, big: bool) -> None:
+    print(
+        "| data | cov | K | dtype | pushforward LL | sklearn LL | diff | pf s | sk s | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    cases = [(100_000, 32, 16, "diag"), (100_000, 32, 16, "full")]
+    if big:
+        cases.append((1_000_000, 64, 64, "diag"))
+    for n, d, k, cov in cases:
+        x = mixture_data(n, d, k)
+        for dtype in dtypes:
+            print(same_start(x, k, cov, dev, dtype), flush=True)
+    print()
+    print(f"| data | cov | K | seed | pushforward | pushforward, {restarts} restarts | sklearn |")
+    print("|---|---|---|---|---|---|---|")
+    for n, d, k, cov in cases[:2]:
+        for row in own_starts(mixture_data(n, d, k), k, cov, seeds, restarts):
+            print(row, flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=3, help="best-of timing")
+    p.add_argument("--shapes", action="store_true", help="pycave's shapes (see above)")
+    p.add_argument("--dtypes", default="float64,float32", help="--shapes: EM dtypes timed")
+    p.add_argument("--seeds", type=int, default=3, help="--shapes: default starts compared")
+    p.add_argument("--restarts", type=int, default=4, help="--shapes: restarts compared")
+    p.add_argument("--no-big", action="store_true", help="--shapes: skip [1M, 64]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {dev}")
+    if args.shapes:
+        shapes(dev, args.dtypes.split(","), args.seeds, args.restarts, not args.no_big)
+        return
     print(
         "| data | cov | K | pushforward LL | sklearn LL | diff | iters (pf / sk) | pf s | sk s | speed-up |"
     )

@@ -265,7 +265,11 @@ def save_checkpoint(
     groups = {}
     for phase, opt in opts.items():
         sd = opt.state_dict()
-        groups[phase] = sd["param_groups"]
+        # a compiled step keeps its learning rate as a device tensor (loop.py): saved as a float
+        groups[phase] = [
+            {k: float(v) if torch.is_tensor(v) else v for k, v in g.items()}
+            for g in sd["param_groups"]
+        ]
         for pid, state in sd["state"].items():
             for k, v in state.items():
                 tensors[f"opt.{phase}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)

@@ -103,7 +103,9 @@ class TrainConfig:
         "fp32", "training precision (bf16: autocast; likelihoods stay fp32)", ("fp32", "bf16")
     )
     compile: bool = option(
-        False, "torch.compile each phase's loss (off: no faster on CPU, docs/benchmarks.md)"
+        False,
+        "torch.compile each phase's loss and update; CUDA graphs on a GPU (off: no faster on "
+        "CPU, docs/benchmarks.md)",
     )
     log_every: int = option(50, "steps between metrics.jsonl rows", at_least=1)
     checkpoint_every: int = option(1000, "steps between checkpoints/last.*", at_least=1)

@@ -71,7 +71,7 @@ class Budget:
             self.deadline = clock + 60 * self.minutes
         for opt in opts.values():
             for group in opt.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                group.setdefault("initial_lr", float(group["lr"]))
 
     def more(self, step: int) -> bool:
         return self.total is None or step < self.total
@@ -86,7 +86,11 @@ class Budget:
         factor = 0.5 * (1 + math.cos(math.pi * (step - 1) / self.planned))
         for opt in opts.values():
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+                lr = float(group["initial_lr"]) * factor
+                if torch.is_tensor(group["lr"]):  # --compile: changed in place, no recompile
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
 
 
 @dataclass
@@ -196,10 +200,16 @@ def _step_unless(opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
 
 class PhaseStep:
     """One phase of a step: its loss (under bf16 autocast when asked, DDP-wrapped under
-    torchrun, torch.compile'd when asked), the backward pass and its optimizer's step. Under
-    --nan-policy skip a non-finite loss skips the step on every rank; under stop the first one
-    is remembered on the device and reported by :meth:`stop_on_nonfinite`. A step is
-    non-finite when its loss or any of its gradients is."""
+    torchrun), the backward pass, and the update: the non-finite check and its optimizer's step.
+    Under --nan-policy skip a non-finite loss skips the step on every rank; under stop the first
+    one is remembered on the device and reported by :meth:`stop_on_nonfinite`. A step is
+    non-finite when its loss or any of its gradients is.
+
+    --compile compiles the loss (its backward pass with it) and the update as two functions;
+    on a GPU with mode "reduce-overhead", which captures each as a CUDA graph and replays it, so
+    a step costs a few graph launches instead of hundreds of kernel launches from Python. Every
+    number that changes from step to step reaches them as a device tensor (the step's code, the
+    learning rate), so nothing is baked into a graph or forces a recompile."""
 
     def __init__(
         self,
@@ -209,16 +219,25 @@ class PhaseStep:
         tcfg: TrainConfig,
     ) -> None:
         self.model, self.opts, self.skip = model, opts, tcfg.nan_policy == "skip"
-        losses: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = dict(
+        self.losses: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = dict(
             _phase_losses(model, device)
         )
-        self.losses = {p: torch.compile(f) for p, f in losses.items()} if tcfg.compile else losses
+        self.update: Callable[[str, torch.Tensor], torch.Tensor] = self._update
+        self.compiled = tcfg.compile
+        if tcfg.compile:
+            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs
+            self.losses = {
+                p: f if model.double_backward(p) else torch.compile(f, mode=mode)
+                for p, f in self.losses.items()
+            }
+            self.update = torch.compile(self._update, mode=mode)
         self.autocast: contextlib.AbstractContextManager[Any] = (
             torch.autocast(device.type, dtype=torch.bfloat16)
             if tcfg.precision == "bf16"
             else contextlib.nullcontext()
         )
         self.first_bad = torch.tensor(-1, device=device)  # step * phases + phase of the first
+        self.code = torch.zeros((), dtype=torch.long, device=device)  # this phase's
         # each phase's parameters, whose gradients are checked as well as the loss: a finite
         # loss can still overflow its gradients (--lr 1e6), and those would reach the weights
         self.params = {
@@ -230,14 +249,23 @@ class PhaseStep:
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(the loss dict, a device flag: the loss was not finite) of the ``i``-th phase of
         step ``step`` (counted from 1)."""
-        code = step * len(self.model.schedule) + i
+        self.code.fill_(step * len(self.model.schedule) + i)
         train_only(self.model, phase)
+        if self.compiled:
+            _lr_as_tensors(self.opts[phase], self.code.device)
         with self.autocast:
             out = self.losses[phase](x)
-        opt = self.opts[phase]
-        opt.zero_grad(set_to_none=True)
+        self.opts[phase].zero_grad(set_to_none=True)
         out["loss"].backward()
-        bad = ~torch.isfinite(out["loss"].detach())  # on the device: no sync
+        bad = self.update(phase, out["loss"].detach())
+        self.model.after_step(phase, step)
+        return out, bad
+
+    def _update(self, phase: str, loss: torch.Tensor) -> torch.Tensor:
+        """The non-finite flag of this phase's loss and gradients, and its optimizer's step
+        (skipped on the flag under --nan-policy skip), all on the device."""
+        opt = self.opts[phase]
+        bad = ~torch.isfinite(loss)  # on the device: no sync
         grads = [q.grad for q in self.params[phase] if q.grad is not None]
         if grads:
             bad = bad | ~_all_finite(grads)
@@ -246,9 +274,8 @@ class PhaseStep:
             _step_unless(opt, bad)
         else:
             opt.step()
-            self.first_bad = torch.where(bad & (self.first_bad < 0), code, self.first_bad)
-        self.model.after_step(phase, step)
-        return out, bad
+            self.first_bad.copy_(torch.where(bad & (self.first_bad < 0), self.code, self.first_bad))
+        return bad
 
     def check_state(self, step: int, checkpoint: Path) -> None:
         """Refuse to checkpoint weights or optimizer moments that are not finite: finite losses
@@ -282,6 +309,15 @@ class PhaseStep:
             "lower --lr, or "
             "give --nan-policy skip to skip such steps"
         )
+
+
+def _lr_as_tensors(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    """A compiled optimizer step takes its learning rate as a device tensor: a Python float
+    would be baked into its graph, and a schedule would recompile it every step. Checkpoints
+    store floats (checkpoint.py), so a resumed run converts again."""
+    for group in opt.param_groups:
+        if not torch.is_tensor(group["lr"]):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
 def _all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -109,3 +109,33 @@ def _read_regular(path: Path, fix: str, limit: int | None) -> bytes:
     check_fits(st.st_size, str(path), fix)
     with open(path, "rb") as f:
         return f.read(st.st_size + 1)  # a file growing while read is read no further
+
+
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's heap keep the memory a step frees, so the next step reuses it instead of
+    asking the kernel for fresh zeroed pages. CPU tensors come straight from malloc, which by
+    default returns large blocks (over 128 KiB) to the kernel on free: an MLP VAE step at batch
+    128 then took about 1,800 page faults, a third of its time on 2 cores
+    (docs/benchmarks.md). Process-wide and idempotent; True where it took effect (glibc)."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    # blocks up to 32 MiB (glibc's largest threshold) come from the heap, which keeps up to
+    # 256 MiB free at its top and grows 64 MiB at a time
+    ok = mallopt(m_mmap_threshold, 32 * 2**20) == 1
+    ok = mallopt(m_trim_threshold, 256 * 2**20) == 1 and ok
+    ok = mallopt(m_top_pad, 64 * 2**20) == 1 and ok
+    _ALLOCATOR_TUNED = ok
+    return ok

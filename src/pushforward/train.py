@@ -32,7 +32,7 @@ from .metrics.health import failure_line, health
 from .models import MODELS, FitsByEM, Model
 from .models.gmm import DEFAULT_EM_STEPS
 from .prepare import build_model, prepare_data
-from .resources import out_of_memory
+from .resources import keep_freed_memory, out_of_memory
 from .run import Run
 from .runs import (
     BEST,
@@ -256,6 +256,7 @@ def fit(
     progress: bool = True,
 ) -> Run:
     """Train ``model_name`` with resolved configs and write its run folder; returns the Run."""
+    keep_freed_memory()  # CPU steps reuse freed memory instead of faulting in fresh pages
     cls = _model_class(model_name)
     check_bounds(tcfg)
     check_bounds(mcfg)

@@ -81,6 +81,11 @@ class Model(nn.Module, ABC):
         """The phase's loss on a batch x [B, *shape] under ``"loss"``, and numbers to log."""
         raise NotImplementedError(f"{type(self).__name__} is not trained by gradient phases")
 
+    def double_backward(self, phase: str) -> bool:
+        """Whether the phase's loss differentiates a gradient (a penalty on it), which
+        torch.compile cannot compile: --compile leaves such a phase's loss eager."""
+        return False
+
     def after_step(self, phase: str, step: int) -> None:
         """Runs after each phase's optimizer step of training step ``step`` (from 1): a moving
         average of weights, say."""

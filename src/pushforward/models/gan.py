@@ -228,15 +228,32 @@ class GAN(Model):
         for eb, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             eb.copy_(b)
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def double_backward(self, phase: str) -> bool:
+        """D's gradient penalties (R1, WGAN-GP) differentiate a gradient."""
+        return phase == "D" and (self.gp > 0 or self.config.r1 > 0)
+
+    def noise(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """z [n, latent_dim] from the base distribution: drawn on the host with ``generator``
+        (samples), or on ``device`` (training steps: a compiled step on a GPU draws it inside
+        its CUDA graph, which a copy from the host would break)."""
         shape = (n, self.config.latent_dim)
+        # generator only when given: torch.compile cannot trace generator=None
+        draw: dict[str, Any] = (
+            {"generator": generator} if generator is not None else {"device": device}
+        )
         if self.config.noise == "uniform":
-            return torch.rand(shape, generator=generator) * 2 - 1
+            return torch.rand(shape, **draw) * 2 - 1
         if self.config.noise == "mixture":
-            c = self._centres_cpu
-            k = torch.randint(len(c), (n,), generator=generator)
-            return c[k] + 0.2 * torch.randn(shape, generator=generator)
-        return torch.randn(shape, generator=generator)
+            c = self._centres_cpu if device is None else self.noise_centres
+            assert isinstance(c, torch.Tensor)
+            k = torch.randint(len(c), (n,), **draw)
+            return c[k] + 0.2 * torch.randn(shape, **draw)
+        return torch.randn(shape, **draw)
 
     def generate(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """G(z) in data units (``net`` swaps in the EMA generator)."""
@@ -278,7 +295,7 @@ class GAN(Model):
     def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
         """The phase's loss on a real batch x [B, *shape]; for D also its mean logit (critic score)
         on real and fake, and each penalty."""
-        z = self.noise(len(x)).to(x.device)
+        z = self.noise(len(x), device=x.device)
         if phase == "D":
             with torch.no_grad():
                 fake = self.generate(z)

@@ -44,8 +44,11 @@ def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor
     return torch.cat([(c2 - 2 * (xc @ centres.T)).argmin(1) for xc in x.split(chunk)])
 
 
-def kmeans(x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int) -> torch.Tensor:
-    """Lloyd iterations from ``centres``; returns each point's cluster label [N]."""
+def kmeans(
+    x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int
+) -> tuple[torch.Tensor, float]:
+    """Lloyd iterations from ``centres``: (each point's cluster label [N], the sum of squared
+    distances to the final centres, which ranks restarts)."""
     tol = 1e-4 * x.var(0, correction=0).mean()
     for _ in range(iters):
         labels = _nearest(x, centres, chunk)
@@ -56,4 +59,9 @@ def kmeans(x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int) -> to
         centres = new
         if shift <= tol:
             break
-    return _nearest(x, centres, chunk)
+    labels = _nearest(x, centres, chunk)
+    inertia = sum(
+        float((xc - centres[lc]).pow(2).sum())
+        for xc, lc in zip(x.split(chunk), labels.split(chunk), strict=True)
+    )
+    return labels, inertia

@@ -244,8 +244,8 @@ class GMM(Model, ExactDensity, FitsByEM):
     # responsibilities are summed at once into the M-step's statistics (sum r, sum r c, and
     # sum r c c^T or sum r c^2, over the data centred once, c = x - mean(x)), so neither the
     # [N, K] responsibilities nor [N, K, D] temporaries are ever held in memory, and every pass
-    # over a temporary runs in cache (2.5x scikit-learn's full-covariance EM at [100k, 32], K =
-    # 16, against 1.25x before: docs/benchmarks.md).
+    # over a temporary runs in cache (2.98x scikit-learn's full-covariance EM at [100k, 32], K =
+    # 16, in float64, against 1.25x before: docs/benchmarks.md).
 
     @staticmethod
     def _normalise(lj: torch.Tensor) -> tuple[float, torch.Tensor]:

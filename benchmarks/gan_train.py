@@ -42,24 +42,35 @@ def plain_nets() -> tuple[nn.Module, nn.Module]:
     return g, d
 
 
-def plain_loop(train: torch.Tensor, steps: int, device: torch.device) -> dict[str, float]:
+def plain_loop(
+    train: torch.Tensor,
+    steps: int,
+    device: torch.device,
+    channels_last: bool = False,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """The hand-written loop; ``channels_last`` stores weights and activations NHWC (what
+    oneDNN's convolutions prefer), ``bf16`` runs the step under CPU/CUDA autocast."""
     torch.manual_seed(0)
-    g, d = (m.to(device) for m in plain_nets())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g, d = (m.to(device, memory_format=fmt) for m in plain_nets())
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    x_all = train.to(device)
+    x_all = train.to(device).contiguous(memory_format=fmt)
+    cast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
     start = time.perf_counter()
     for _ in range(steps):
-        real = x_all[torch.randint(len(x_all), (BATCH,), device=device)]
-        fake = g(torch.randn(BATCH, LATENT, device=device))
-        d_loss = F.softplus(-d(real)).mean() + F.softplus(d(fake.detach())).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-d(g(torch.randn(BATCH, LATENT, device=device)))).mean()
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
+        with cast:
+            real = x_all[torch.randint(len(x_all), (BATCH,), device=device)]
+            fake = g(torch.randn(BATCH, LATENT, device=device))
+            d_loss = F.softplus(-d(real)).mean() + F.softplus(d(fake.detach())).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = F.softplus(-d(g(torch.randn(BATCH, LATENT, device=device)))).mean()
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
     float(g_loss)
     seconds = time.perf_counter() - start
     return {"images_per_sec": steps * BATCH / seconds, "seconds": seconds}
@@ -82,6 +93,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--device", default="cpu")
     p.add_argument("--configs", default="fp32,bf16", help="pushforward precisions to time")
+    p.add_argument("--layouts", action="store_true", help="also the plain loop channels-last/bf16")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -89,6 +101,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, {dev}, {args.steps} steps")
     ref = plain_loop(train, args.steps, dev)
     rows = [("plain PyTorch loop, fp32", ref)]
+    if args.layouts:
+        rows.append(("plain loop, fp32, channels-last", plain_loop(train, args.steps, dev, True)))
+        rows.append(("plain loop, bf16", plain_loop(train, args.steps, dev, False, True)))
+        rows.append(
+            ("plain loop, bf16, channels-last", plain_loop(train, args.steps, dev, True, True))
+        )
     for name in args.configs.split(","):
         rows.append(
             (f"pushforward {name}", pushforward_run(args.steps, args.device, precision=name))

@@ -107,18 +107,22 @@ def own_starts(x: torch.Tensor, k: int, cov: str, seeds: int, restarts: int) -> 
     return rows
 
 
-def shapes(dev: torch.device, dtypes: list[str], seeds: int, restarts: int, big: bool) -> None:
+def shapes(
+    dev: torch.device, dtypes: list[str], seeds: int, restarts: int, big: bool, small: bool = True
+) -> None:
     print(
         "| data | cov | K | dtype | pushforward LL | sklearn LL | diff | pf s | sk s | speed-up |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    cases = [(100_000, 32, 16, "diag"), (100_000, 32, 16, "full")]
+    cases = [(100_000, 32, 16, "diag"), (100_000, 32, 16, "full")] if small else []
     if big:
         cases.append((1_000_000, 64, 64, "diag"))
     for n, d, k, cov in cases:
         x = mixture_data(n, d, k)
         for dtype in dtypes:
             print(same_start(x, k, cov, dev, dtype), flush=True)
+    if not small:
+        return
     print()
     print(f"| data | cov | K | seed | pushforward | pushforward, {restarts} restarts | sklearn |")
     print("|---|---|---|---|---|---|---|")
@@ -137,12 +141,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3, help="--shapes: default starts compared")
     p.add_argument("--restarts", type=int, default=4, help="--shapes: restarts compared")
     p.add_argument("--no-big", action="store_true", help="--shapes: skip [1M, 64]")
+    p.add_argument("--only-big", action="store_true", help="--shapes: only [1M, 64]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {dev}")
     if args.shapes:
-        shapes(dev, args.dtypes.split(","), args.seeds, args.restarts, not args.no_big)
+        big, small = not args.no_big, not args.only_big
+        shapes(dev, args.dtypes.split(","), args.seeds, args.restarts, big, small)
         return
     print(
         "| data | cov | K | pushforward LL | sklearn LL | diff | iters (pf / sk) | pf s | sk s | speed-up |"

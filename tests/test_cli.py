@@ -45,9 +45,17 @@ def test_readme_shows_the_main_commands() -> None:
 
 @pytest.mark.heavy
 def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
+    compared = []
     for args in readme_commands():
-        code, _out, err = cli(*args)
+        code, out, err = cli(*args)
         assert code == 0, (args, err)
+        if args[0] == "compare":
+            compared.append(json.loads(out))
+    # the digits VAE's samples sit farther from the test images than the training images do
+    vae_fd, floor = compared
+    assert vae_fd["n_a"] == 1000 and vae_fd["features"] == "classifier (digits)"
+    assert 0 < floor["fd"] < vae_fd["fd"] and floor["kid"] < vae_fd["kid"], compared
+    assert floor["recall"] > 0.8 and 0 <= vae_fd["precision"] <= 1, compared
     # every model a README command trains works (no warning after training), but for the
     # lines marked as smoke runs
     for args in readme_commands(smoke=False):

@@ -95,7 +95,7 @@ def test_mmd_matches_the_gaussian_closed_form() -> None:
 
 
 def test_frechet_distance_closed_forms() -> None:
-    from pushforward.metrics.features import frechet_distance
+    from pushforward.metrics.scores import frechet_distance
 
     g = torch.Generator().manual_seed(2)
     x = torch.randn(20000, 4, generator=g)

@@ -17,7 +17,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from . import dist, recipes
+from . import compare, dist, recipes
 from .checkpoint import atomic_write_bytes, safe_name
 from .config import INT_LIMIT, TrainConfig, add_flags
 from .errors import Interrupted, PushforwardError
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("experiment", help="run one of the paper's claims as an experiment")
     )
     _eval_parser(sub.add_parser("eval", help="evaluate a trained run; writes RUN/eval.json"))
+    compare.add_parser(sub)
     explore = sub.add_parser("explore", help="a web page that replays a run's training")
     explore.add_argument("run")
     explore.add_argument("--out", default=None, help="FILE.html (default RUN/explore.html)")
@@ -208,6 +209,8 @@ def _eval_parser(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--n-fake", type=_whole(2), default=10_000, help="model samples for sample metrics"
     )
+    ev.add_argument("--features", default="classifier", choices=("classifier", "inception"))
+    ev.add_argument("--feature-weights", default=None, help="Inception weights file (.pth)")
     _eval_options(ev)
     _sampler_flag(ev, "vae: where sample metrics draw z from")
 
@@ -292,6 +295,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         k=args.k,
         n_real=args.n_real,
         sampler=args.sampler,
+        features=args.features,
+        feature_weights=args.feature_weights,
     )
     width = max(len(k) for k in res)
     for key, v in res.items():
@@ -368,6 +373,7 @@ COMMANDS = {
     "data": _cmd_data,
     "demo": _cmd_demo,
     "explore": _cmd_explore,
+    "compare": lambda args: compare.run_compare(args),
 }
 
 

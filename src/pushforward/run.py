@@ -224,6 +224,8 @@ class Run:
         k: int = 1000,
         n_real: int | None = None,
         sampler: str = "prior",
+        features: str = "classifier",
+        feature_weights: str | None = None,
     ) -> dict[str, Any]:
         """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
 
@@ -231,6 +233,8 @@ class Run:
         an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``
         (binarized once, seed 1, if the run binarized its images). ``k`` is the IWAE sample count;
         ``n_real`` keeps the first n held-out examples (the IWAE bound costs k decoder passes each).
+        ``features`` is the sample metrics' feature space: "classifier" (the data set's own) or
+        "inception" (the FID network; weights from ``feature_weights`` or the cache).
         """
         if split not in ("train", "test"):
             raise PushforwardError(f"--split {split!r}: choose train or test")
@@ -252,9 +256,12 @@ class Run:
             )
         fake = self.sample(n_fake, seed, sampler)
         name = data or self.train_config.data
+        if features not in ("classifier", "inception"):
+            raise PushforwardError(f"--features {features!r}: choose classifier or inception")
         e = EvalInput(
             self.model, real.to(self.device), fake.to(self.device), raw.log_prob, name, seed, k, raw
         )
+        e.split, e.n_real, e.features, e.feature_weights = split, n_real, features, feature_weights
         out = evaluate(e, metrics)
         out.update(
             split=split,

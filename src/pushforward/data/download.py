@@ -98,6 +98,33 @@ def not_found_fix(name: str) -> str:
     )
 
 
+def fetch_verified(urls: list[str], target: Path, digest: str, timeout: float = 30.0) -> list[str]:
+    """Fetch the first of ``urls`` whose SHA-256 starts with ``digest`` (a whole digest, or the
+    prefix that a published file name carries) to ``target``; return the errors, none on success.
+
+    The file lands under its final name only after its checksum matched, so an interrupted
+    download never looks complete.
+    """
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+                for chunk in iter(lambda: r.read(1 << 20), b""):
+                    out.write(chunk)
+            got = sha256_of(Path(tmp))
+            if not got.startswith(digest):
+                errors.append(f"{url}: checksum {got[:12]}... != expected {digest[:12]}...")
+                continue
+            os.replace(tmp, target)
+            return []
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            errors.append(f"{url}: {getattr(e, 'reason', e)}")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return errors
+
+
 def download(name: str, timeout: float = 30.0) -> Path:
     """Fetch every file of ``name`` into the cache, verifying SHA-256; return the cache folder.
 
@@ -122,25 +149,8 @@ def download(name: str, timeout: float = 30.0) -> Path:
         target = dest / fname
         if target.exists() and sha256_of(target) == digest:
             continue
-        errors = []
-        for mirror in remote.mirrors:
-            url = mirror + fname
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{fname}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                    for chunk in iter(lambda: r.read(1 << 20), b""):
-                        out.write(chunk)
-                got = sha256_of(Path(tmp))
-                if got != digest:
-                    errors.append(f"{url}: checksum {got[:12]}... != expected {digest[:12]}...")
-                    continue
-                os.replace(tmp, target)
-                break
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                errors.append(f"{url}: {getattr(e, 'reason', e)}")
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        else:
+        errors = fetch_verified([m + fname for m in remote.mirrors], target, digest, timeout)
+        if errors:
             raise PushforwardError(
                 f"data {name!r} not found (searched {searched}) and the download failed "
                 f"({'; '.join(errors)}); " + not_found_fix(name)

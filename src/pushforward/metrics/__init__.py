@@ -17,6 +17,7 @@ from ..data import TOY_MODES, TOY_STD, Dataset
 from ..errors import PushforwardError
 from ..models.base import Encoder, ExactDensity, LikelihoodBound, Model
 from .features import image_metrics
+from .inception_eval import inception_metrics
 from .latent import latent_metrics
 from .likelihood import elbo, iwae, nll, true_nll
 from .modes import mode_coverage
@@ -38,6 +39,10 @@ class EvalInput:
     seed: int
     k: int = 1000
     dataset: Dataset | None = None
+    split: str = "test"
+    n_real: int | None = None
+    features: str = "classifier"  # or "inception": the FID network's pool features
+    feature_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,10 @@ def _needs_points(e: EvalInput) -> str | None:
 
 def _needs_labelled_images(e: EvalInput) -> str | None:
     ds = e.dataset
+    if e.features == "inception":
+        return (
+            None if ds is not None and ds.kind == "images" else "Inception features are for images"
+        )
     ok = (
         ds is not None
         and ds.kind == "images"
@@ -115,8 +124,14 @@ def _two_sample(e: EvalInput) -> dict[str, Any]:
 
 
 def _features(e: EvalInput) -> dict[str, Any]:
-    assert e.dataset is not None
-    return image_metrics(e.dataset, e.fake, len(e.fake), e.seed)
+    ds = e.dataset
+    assert ds is not None
+    if e.features == "inception":
+        ref = ds.split(e.split) if ds.test is not None else ds.train
+        ref = ref[: e.n_real] if e.n_real else ref
+        label = f"{e.data_name}:{e.split if ds.test is not None else 'all'}"
+        return inception_metrics(ref, label, e.fake, e.seed, e.feature_weights, e.model.device)
+    return image_metrics(ds, e.fake, len(e.fake), e.seed)
 
 
 def _modes(e: EvalInput) -> dict[str, Any]:

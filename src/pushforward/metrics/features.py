@@ -23,6 +23,7 @@ from ..checkpoint import atomic_write_json, load_tensors, safe_name, save_tensor
 from ..data import Dataset
 from ..data.download import cache_dir
 from ..errors import PushforwardError
+from .scores import frechet_distance
 
 FEATURE_DIM = 128
 FEATURE_NET_VERSION = 2  # part of the cache key: bump when FeatureNet or its training changes
@@ -126,18 +127,6 @@ def classifier_for(ds: Dataset) -> tuple[FeatureNet, dict]:
 # ---------------------------------------------------------------- metrics in feature space
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussians fitted to a, b [N, F]."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
-    vals, vecs = torch.linalg.eigh(s_a)
-    root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
-    # Tr (S_a S_b)^(1/2) = Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), a symmetric PSD matrix
-    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
-
-
 def _kth_nn_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """Distance from each row of x to its k-th nearest other row: [N]."""
     out = [torch.cdist(c, x).kthvalue(k + 1, dim=1).values for c in x.split(chunk)]  # +1: itself
@@ -180,7 +169,7 @@ def class_kl(logits: torch.Tensor, classes: int) -> float:
 
 
 @torch.no_grad()
-def _embed(net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     feats = torch.cat([net.features(c.float().cpu()) for c in x.split(1000)])
     return feats, net.head(feats)
 
@@ -194,9 +183,9 @@ def image_metrics(ds: Dataset, fake: torch.Tensor, n: int, seed: int) -> dict[st
     test = ds.test[torch.randperm(len(ds.test), generator=g)[:n]]
     train = ds.train[torch.randperm(len(ds.train), generator=g)[:n]]
     (f_test, _), (f_fake, l_fake), (f_train, l_train) = (
-        _embed(net, test),
-        _embed(net, fake[:n]),
-        _embed(net, train),
+        embed(net, test),
+        embed(net, fake[:n]),
+        embed(net, train),
     )
     out: dict[str, float] = {
         "fd": frechet_distance(f_fake, f_test),

@@ -71,7 +71,7 @@ def plain_loop(
             opt_g.zero_grad()
             g_loss.backward()
             opt_g.step()
-    float(g_loss)
+    float(g_loss.detach())
     seconds = time.perf_counter() - start
     return {"images_per_sec": steps * BATCH / seconds, "seconds": seconds}
 
@@ -99,23 +99,25 @@ def main() -> None:
     dev = torch.device(args.device)
     train = load_dataset("fashion-mnist").train
     print(f"torch {torch.__version__}, {args.threads} threads, {dev}, {args.steps} steps")
-    ref = plain_loop(train, args.steps, dev)
-    rows = [("plain PyTorch loop, fp32", ref)]
-    if args.layouts:
-        rows.append(("plain loop, fp32, channels-last", plain_loop(train, args.steps, dev, True)))
-        rows.append(("plain loop, bf16", plain_loop(train, args.steps, dev, False, True)))
-        rows.append(
-            ("plain loop, bf16, channels-last", plain_loop(train, args.steps, dev, True, True))
-        )
-    for name in args.configs.split(","):
-        rows.append(
-            (f"pushforward {name}", pushforward_run(args.steps, args.device, precision=name))
-        )
     print("| loop | images/s | ratio to plain fp32 | train s |")
     print("|---|---|---|---|")
-    for name, r in rows:
-        ratio = r["images_per_sec"] / ref["images_per_sec"]
-        print(f"| {name} | {r['images_per_sec']:,.0f} | {ratio:.2f}x | {r['seconds']:.1f} |")
+    ref: dict[str, float] = {}
+
+    def row(name: str, r: dict[str, float]) -> None:
+        ratio = r["images_per_sec"] / (ref or r)["images_per_sec"]
+        print(
+            f"| {name} | {r['images_per_sec']:,.0f} | {ratio:.2f}x | {r['seconds']:.1f} |",
+            flush=True,
+        )
+
+    ref = plain_loop(train, args.steps, dev)
+    row("plain PyTorch loop, fp32", ref)
+    if args.layouts:
+        row("plain loop, fp32, channels-last", plain_loop(train, args.steps, dev, True))
+        row("plain loop, bf16", plain_loop(train, args.steps, dev, False, True))
+        row("plain loop, bf16, channels-last", plain_loop(train, args.steps, dev, True, True))
+    for name in args.configs.split(","):
+        row(f"pushforward {name}", pushforward_run(args.steps, args.device, precision=name))
 
 
 if __name__ == "__main__":

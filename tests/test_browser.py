@@ -142,3 +142,20 @@ def test_the_demo_report_fits_the_window_and_links_its_explorers(
     links[1].click()
     _open(browser, Path(browser.current_url.removeprefix("file://")))
     assert browser.find_element(By.ID, "where").text.startswith("step 0 of 100")
+
+
+def test_a_data_path_with_markup_leaves_the_explorer_working(browser: Any, tmp_path: Path) -> None:
+    """The path is embedded in the page's data: escaped, it can neither end nor open a script."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "a<!--<script>"
+    folder.mkdir()
+    np.save(folder / "x.npy", np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32))
+    run = pushforward.train(
+        "gan", data=f"npy:{folder / 'x.npy'}", steps=4, batch_size=32, out="m", progress=False
+    )
+    (page,) = write_explorer(run.path)
+    _open(browser, page)
+    assert browser.find_element(By.ID, "where").text.startswith("step 0 of 4")
+    assert "<!--<script>" in browser.find_element(By.TAG_NAME, "h1").text

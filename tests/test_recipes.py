@@ -25,7 +25,7 @@ def _data_for(shape: tuple[int, ...], root: Path) -> list[str]:
     if shape == (1, 28, 28):
         return ["--data", f"idx:{write_mnist_folder(root / 'mnist', n_train=40)}"]
     if shape == (3, 32, 32):
-        write_cifar_folder(root / "cifar-10-batches-bin", n=8)
+        write_cifar_folder(root / "cifar-10-batches-bin", n=10)
         return ["--data", "cifar10", "--data-dir", str(root)]
     raise AssertionError(f"no test data of shape {shape}")
 

@@ -76,6 +76,16 @@ def to_json(obj: Any) -> str:
     return json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
+_IN_SCRIPT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def script_json(obj: Any) -> str:
+    """JSON to embed in a page's ``<script>`` element: non-finite numbers as null (else the page
+    could not parse its own data) and ``<``, ``>``, ``&`` escaped, so no string the data holds
+    (a path with ``<!--<script>`` or ``</script>`` in it) can end or change the element."""
+    return json.dumps(_jsonable(obj), allow_nan=False).translate(_IN_SCRIPT)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, to_json(obj).encode())
 

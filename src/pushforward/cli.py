@@ -164,6 +164,9 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
     _eval_options(bench)
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--data-dir", default=None)
+    bench.add_argument(
+        "--test-data", default=None, help="held-out data for a user's own --data (scored on)"
+    )
 
 
 def _experiment_parser(exp: argparse.ArgumentParser) -> None:
@@ -216,7 +219,7 @@ def _eval_parser(ev: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .train import fit
+    from .training import fit
 
     cls = MODELS[args.model]
     skip = {"command", "model", "out", "config", "set"}
@@ -337,6 +340,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         n_real=args.n_real,
         device=args.device,
         data_dir=args.data_dir,
+        test_data=args.test_data,
     )
     print(f"wrote {path} and {out / 'report.json'}")
 

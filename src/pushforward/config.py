@@ -168,37 +168,58 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_INVALID = object()
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _typed(base: type, value: Any) -> Any:
+    """``value`` as the scalar type ``base``, from that type or a string spelling it (flags and
+    --set give strings); anything else (a list, a table, a date, a bool for a number) is
+    ``_INVALID``, so every source of options is typed the same way."""
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        return _INVALID
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return _INVALID
+    if base is str:
+        return value if isinstance(value, str) else _INVALID
+    try:
+        if base is int:
+            if isinstance(value, float) and not value.is_integer():
+                return _INVALID
+            return int(value)
+        return float(value)
+    except (ValueError, OverflowError):  # "abc", or int(float("inf"))
+        return _INVALID
+
+
+def _described(value: Any) -> str:
+    """A non-scalar value named by its type, shortened: a user's table may be large."""
+    text = repr(value)
+    return (
+        f"{text[:40]}... ({type(value).__name__})"
+        if len(text) > 40
+        else f"{text} ({type(value).__name__})"
+    )
+
+
 def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     """Check and convert one value for field ``name`` of ``cls``; ``source`` names it in errors."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     f = fields[name]
     base, optional = _field_type(cls, f)
+    value_in = value
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
         raise PushforwardError(f"{source}: {name} cannot be empty; give {_KIND[base]}")
-    try:
-        if base is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                value = value.lower() in ("true", "1", "yes")
-            elif not isinstance(value, bool):
-                raise ValueError(value)
-        elif base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            value = int(value)
-        elif base is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            value = float(value)
-        elif base is str and not isinstance(value, str):
-            raise ValueError(value)
-    except ValueError:
-        raise PushforwardError(
-            f"{source}: {name}={value!r} is not valid; give {_KIND[base]}"
-        ) from None
+    value = _typed(base, value)
+    if value is _INVALID:
+        shown = repr(value_in) if isinstance(value_in, (str, int, float)) else _described(value_in)
+        raise PushforwardError(f"{source}: {name}={shown} is not valid; give {_KIND[base]}")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise PushforwardError(f"{source}: {name}={value!r} is not one of {', '.join(choices)}")
@@ -265,7 +286,7 @@ def read_toml(path: str) -> dict[str, Any]:
         raise PushforwardError(f"--config {path}: not valid TOML ({e}); fix the file") from None
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):  # allow [train] / [model] tables for readability
+        if key in ("train", "model") and isinstance(value, dict):  # tables for readability
             flat.update(value)
         else:
             flat[key] = value

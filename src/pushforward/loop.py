@@ -1,4 +1,4 @@
-"""The pieces the training loop (train.py) is built from, each one job: the budget (how long
+"""The pieces the training loop (training.py) is built from, each one job: the budget (how long
 to train, the learning-rate schedule), the position (steps, batches, seconds), the phase step
 (one phase's loss, backward pass and optimizer step, under autocast, DDP and the non-finite
 policy), the meter (device sums turned into a logged row) and the stop signals (validation.py holds

@@ -14,6 +14,7 @@ import torch
 from . import plots
 from .checkpoint import atomic_write_bytes, atomic_write_json, safe_name
 from .data import Dataset, load_dataset
+from .errors import PushforwardError
 from .experiments.base import Settings
 from .experiments.runner import Job, run_jobs
 from .explore import write_explorer
@@ -221,7 +222,14 @@ def _fit_all(
 ) -> tuple[dict[str, dict[str, Run]], dict[str, dict[str, Any]]]:
     """Train and evaluate every (data, model, options) of the plan into out/runs/, afresh."""
     jobs = [
-        Job(model, str(out / "runs" / f"{model}-{data}"), {**o, "data": data}, "all", eval_options)
+        # the folder's name is the data's name made safe: a path in it ("../x") cannot leave out/
+        Job(
+            model,
+            str(out / "runs" / f"{model}-{safe_name(data, keep='-_@')}"),
+            {**o, "data": data},
+            "all",
+            eval_options,
+        )
         for data, model, o in plan
     ]
     scores = run_jobs(jobs, settings, "models", reuse=False)
@@ -283,13 +291,21 @@ def run_bench(
     n_real: int | None = None,
     device: str = "auto",
     data_dir: str | None = None,
+    test_data: str | None = None,
 ) -> Path:
     """Train each model for the same wall-clock budget on ``data``, evaluate all that applies,
     and write report.html and report.json."""
     start = time.perf_counter()
-    ds = load_dataset(data, data_dir)
+    ds = load_dataset(data, data_dir, test_data)
+    if ds.test is None:  # checked now, not after every model has trained
+        raise PushforwardError(
+            f"--data {data}: bench scores each model on held-out data, and this set has none; "
+            "name it with --test-data DATA"
+        )
+    held = {"test_data": test_data} if test_data else {}
     plan = [
-        (data, m, {**MODELS[m].bench_options(ds), "minutes": minutes, "seed": seed}) for m in models
+        (data, m, {**MODELS[m].bench_options(ds), "minutes": minutes, "seed": seed, **held})
+        for m in models
     ]
     settings = Settings(device=device, data_dir=data_dir)
     runs, summary = _fit_all(out, plan, {"seed": seed, "k": k, "n_real": n_real}, settings)

@@ -9,11 +9,12 @@ checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import fnmatch
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 
 from . import dist
 from .checkpoint import (
+    LAST,
     LAST_JSON,
     append_jsonl,
     atomic_write_bytes,
@@ -41,6 +43,7 @@ from .data import Dataset
 from .errors import PushforwardError
 from .models import MODELS, Model
 from .resources import check_model_fits
+from .snapshots import INPUTS, SNAPSHOTS
 from .version import __version__
 
 FORMAT = 1  # bump when the meaning of saved tensors changes
@@ -50,6 +53,7 @@ CHECKPOINTS = "checkpoints"
 BEST = "best.safetensors"  # in checkpoints/: the weights of the best --validation score
 EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scored the run
 EXPERIMENT_TRAINED = "experiment-trained.json"  # ... and once it has trained it
+LOCK = ".lock"  # held by the process that writes the run
 # options that say how to run and report, not what is trained: they may change on --resume
 _HOW = {"resume", "device", "tensorboard", "log_every", "dist_timeout"}
 
@@ -63,26 +67,82 @@ def default_run_dir(model: str, data: str) -> Path:
     return path
 
 
-def clear_run(path: Path) -> None:
-    """Delete every file a run writes (and what is derived from it: eval.json, ex-post GMMs,
-    an experiment's scores), so that a run trained over an old one inherits nothing stale.
-    Other files in the folder are left alone."""
-    names = [
-        EXPERIMENT_DONE,
-        EXPERIMENT_TRAINED,
-        EVAL,
-        SAMPLES,
-        WEIGHTS,
-        WEIGHTS_META,
-        HISTORY,
-        CONFIG,
+# Every name a run writes, by folder ("" is the run folder itself): cleanup deletes these and
+# nothing else, so a file a user keeps in a run folder is never touched.
+TENSORBOARD, EXPLORER = "tensorboard", "explore.html"
+OWN: dict[str, tuple[str, ...]] = {
+    "": (
+        CONFIG, HISTORY, EVAL, WEIGHTS, WEIGHTS_META, SAMPLES, EXPLORER, EXPERIMENT_DONE,
+        EXPERIMENT_TRAINED, LOCK, "expost-gmm-*.safetensors", "expost-gmm-*.json", ".*.tmp",
+    ),
+    CHECKPOINTS: (LAST, LAST_JSON, BEST, ".*.tmp"),
+    SNAPSHOTS: (INPUTS, "step-*.safetensors", ".*.tmp"),
+    TENSORBOARD: ("events.out.tfevents.*",),
+}  # fmt: skip
+
+
+def _own(folder: str, name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN[folder])
+
+
+def foreign(path: Path) -> list[str]:
+    """The entries of ``path`` (and of a run's own subfolders) that pushforward does not write:
+    other names, links (which could lead out of the folder) and anything not a regular file."""
+    if not path.is_dir():
+        return []
+    found = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink():
+            found.append(entry.name)
+        elif entry.name in OWN and entry.is_dir():
+            found += [f"{entry.name}/{n}" for n in _foreign_in(entry, entry.name)]
+        elif not (_own("", entry.name) and entry.is_file()):
+            found.append(entry.name)
+    return found
+
+
+def _foreign_in(folder: Path, kind: str) -> list[str]:
+    return [
+        e.name
+        for e in sorted(folder.iterdir())
+        if e.is_symlink() or not e.is_file() or not _own(kind, e.name)
     ]
-    derived = [*path.glob("expost-gmm-*.safetensors"), *path.glob("expost-gmm-*.json")]
-    for f in [path / n for n in names] + derived:
-        f.unlink(missing_ok=True)
-    for folder in (path / CHECKPOINTS, path / "tensorboard", path / "snapshots"):
-        if folder.is_dir():
-            shutil.rmtree(folder)
+
+
+def clear_run(path: Path) -> None:
+    """Delete the files a run writes (and what is derived from it: eval.json, ex-post GMMs, an
+    experiment's scores, its explorer), so that a run trained over an old one inherits nothing
+    stale. Only pushforward's own names are deleted, links are never followed, and a subfolder
+    is removed only once nothing else is left in it."""
+    if not path.is_dir() or path.is_symlink():
+        return
+    for entry in path.iterdir():
+        if entry.name == LOCK or entry.is_symlink():
+            continue
+        if entry.name in OWN and entry.is_dir():
+            for f in entry.iterdir():
+                if not f.is_symlink() and f.is_file() and _own(entry.name, f.name):
+                    f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: what is left is not ours
+                entry.rmdir()
+        elif entry.is_file() and _own("", entry.name):
+            entry.unlink(missing_ok=True)
+
+
+def _refuse_links(path: Path) -> None:
+    """A run's own names must be real files and folders: a link among them would lead writes
+    out of the run folder (a link of another name is the user's, and is left alone)."""
+    for entry in sorted(path.iterdir()):
+        inside = []
+        if entry.name in OWN and entry.is_dir() and not entry.is_symlink():
+            inside = [e for e in sorted(entry.iterdir()) if _own(entry.name, e.name)]
+        for e in [entry, *inside]:
+            if e.is_symlink() and (e.name in OWN or _own("", e.name) or e in inside):
+                raise PushforwardError(
+                    f"--out {path}: {e.relative_to(path)} is a symbolic link; a run writes only "
+                    "inside its folder: replace the link with what it points to, or choose "
+                    "another --out"
+                )
 
 
 def _refuse_orphans(path: Path) -> None:
@@ -96,8 +156,19 @@ def _refuse_orphans(path: Path) -> None:
         )
 
 
+def _refuse_foreign(path: Path) -> None:
+    """A folder that is not a run (no config.json) is claimed only when everything in it is a
+    run's own debris (a start that stopped early): anything else is the user's."""
+    others = [] if (path / CONFIG).is_file() else foreign(path)
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise PushforwardError(
+            f"--out {path}: holds {others[0]!r}{more}, which pushforward did not write, and no "
+            "run; choose a new or empty folder (a run never deletes files it did not write)"
+        )
+
+
 _LOCKS: dict[Path, int] = {}  # run folders this process writes, and their lock files' fds
-LOCK = ".lock"
 
 
 def lock(path: Path) -> None:
@@ -128,6 +199,11 @@ def lock(path: Path) -> None:
             f"--out {path}: process {holder} is training this run now; wait for it to end, "
             "or choose another --out"
         ) from None
+    try:
+        _refuse_links(path)
+    except PushforwardError:
+        os.close(fd)
+        raise
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _LOCKS[path] = fd
@@ -150,6 +226,7 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
         path = Path(out) if out else default_run_dir(model, data)
         if path.exists() and not path.is_dir():
             raise PushforwardError(f"--out {path}: is a file; choose a folder")
+        _refuse_foreign(path)  # before the lock file is created in a folder that is not a run's
         lock(path)
         try:
             return checked(path)
@@ -164,6 +241,7 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
             )
         if not overwrite:
             _refuse_orphans(path)
+        _refuse_foreign(path)
         if path.is_dir():
             clear_run(path)
         try:
@@ -209,6 +287,12 @@ def resumable(
             f"--resume: {out} holds a {saved.get('model')!r} run, not {model_name!r}; "
             f"run `pushforward train {saved.get('model')} ... --resume` or choose another --out"
         )
+    # typed as the options are: a value of the wrong type is named as such, not as a change
+    saved = {
+        **saved,
+        "train": as_dict(build(TrainConfig, saved["train"], str(saved_path))),
+        "model_config": as_dict(build(type(mcfg), saved["model_config"], str(saved_path))),
+    }
     # under --validation the checkpoints are when the held-out score is taken, which picks the
     # weights kept and when patience ends: then checkpoint_every is part of what is trained
     how = _HOW if tcfg.validation else _HOW | {"checkpoint_every"}
@@ -319,8 +403,8 @@ def load_model(weights: Path, meta_path: Path, device: torch.device) -> tuple[st
     return name, model.to(device)
 
 
-def em_finished(run_dir: Path) -> bool:
-    """Whether an EM run in ``run_dir`` ran to its end (its model saved, its checkpoint final)."""
+def run_finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` ran to its end (its model saved, its checkpoint final)."""
     last = run_dir / CHECKPOINTS / LAST_JSON
     if not (last.exists() and (run_dir / WEIGHTS).exists()):
         return False

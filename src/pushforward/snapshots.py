@@ -391,7 +391,9 @@ def read_snapshots(
         try:
             tensors_meta = {"step": int(head["step"]), "seconds": float(head["seconds"])}
         except (KeyError, ValueError):
-            raise PushforwardError(f"{f}: its header has no step and seconds; delete it") from None
+            tensors_meta = {"step": -1, "seconds": math.nan}
+        if tensors_meta["step"] < 0 or not math.isfinite(tensors_meta["seconds"]):
+            raise PushforwardError(f"{f}: its header has no step and finite seconds; delete it")
         frames.append({**tensors, **tensors_meta})
     if not frames:
         raise PushforwardError(f"{folder}: no frames (step-*.safetensors); {fix}")

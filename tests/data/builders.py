@@ -57,14 +57,14 @@ def cifar_bytes(n: int, seed: int = 0) -> bytes:
 CIFAR_NAMES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
 
 
-def write_cifar_folder(folder: Path, n: int = 4) -> Path:
+def write_cifar_folder(folder: Path, n: int = 10) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(CIFAR_NAMES):
         (folder / name).write_bytes(cifar_bytes(n, seed=i))
     return folder
 
 
-def write_cifar_tar(path: Path, n: int = 4) -> Path:
+def write_cifar_tar(path: Path, n: int = 10) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for i, name in enumerate(CIFAR_NAMES):
             data = cifar_bytes(n, seed=i)

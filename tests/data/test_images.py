@@ -49,12 +49,12 @@ def test_mnist_layout_found_via_data_dir(tmp_path: Path, gz: bool) -> None:
 
 def test_search_order_env_then_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUSHFORWARD_CACHE", str(tmp_path / "cache"))
-    write_mnist_folder(tmp_path / "cache" / "fashion-mnist", n_train=12)
-    write_mnist_folder(tmp_path / "env" / "fashion-mnist", n_train=7)
+    write_mnist_folder(tmp_path / "cache" / "fashion-mnist", n_train=14)
+    write_mnist_folder(tmp_path / "env" / "fashion-mnist", n_train=11)
     monkeypatch.setenv("PUSHFORWARD_DATA", str(tmp_path / "env"))
-    assert len(load_dataset("fashion-mnist").train) == 7
+    assert len(load_dataset("fashion-mnist").train) == 11
     monkeypatch.delenv("PUSHFORWARD_DATA")
-    assert len(load_dataset("fashion-mnist").train) == 12
+    assert len(load_dataset("fashion-mnist").train) == 14
 
 
 @pytest.mark.skipif(
@@ -124,14 +124,14 @@ def test_cifar10_binary_format(tmp_path: Path, layout: str) -> None:
         write_cifar_tar(tmp_path / "d" / "cifar-10-binary.tar.gz")
     ds = load_dataset("cifar10", data_dir=str(tmp_path / "d"))
     assert (
-        ds.train.shape == (20, 3, 32, 32)
+        ds.train.shape == (50, 3, 32, 32)
         and ds.test is not None
-        and ds.test.shape == (4, 3, 32, 32)
+        and ds.test.shape == (10, 3, 32, 32)
     )
     # first record of data_batch_1: label byte then R, G, B planes
     from .builders import cifar_bytes
 
-    raw = np.frombuffer(cifar_bytes(4, seed=0), np.uint8).reshape(4, 3073)
+    raw = np.frombuffer(cifar_bytes(10, seed=0), np.uint8).reshape(10, 3073)
     assert int(ds.train_labels[0]) == raw[0, 0]
     assert torch.allclose(
         ds.train[0, 1, 0, :3],
@@ -143,13 +143,13 @@ def test_npy_points_and_images(tmp_path: Path) -> None:
     np.save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(100, 3)))
     ds = load_dataset(f"npy:{tmp_path / 'pts.npy'}")
     assert ds.kind == "points" and ds.train.shape == (100, 3) and ds.test is None
-    np.save(tmp_path / "hwc.npy", np.zeros((5, 4, 4, 3), np.uint8) + 255)
+    np.save(tmp_path / "hwc.npy", np.zeros((10, 4, 4, 3), np.uint8) + 255)
     img = load_dataset(f"npy:{tmp_path / 'hwc.npy'}")
     assert (
-        img.kind == "images" and img.train.shape == (5, 3, 4, 4) and float(img.train.max()) == 1.0
+        img.kind == "images" and img.train.shape == (10, 3, 4, 4) and float(img.train.max()) == 1.0
     )
-    np.save(tmp_path / "gray.npy", np.full((5, 7, 7), 0.5, np.float32))
-    assert load_dataset(f"npy:{tmp_path / 'gray.npy'}").train.shape == (5, 1, 7, 7)
+    np.save(tmp_path / "gray.npy", np.full((10, 7, 7), 0.5, np.float32))
+    assert load_dataset(f"npy:{tmp_path / 'gray.npy'}").train.shape == (10, 1, 7, 7)
 
 
 def test_user_data_with_test_split(tmp_path: Path) -> None:
@@ -163,13 +163,13 @@ def test_idx_dir_and_image_folders(tmp_path: Path) -> None:
     write_mnist_folder(tmp_path / "idx", gz=False)
     ds = load_dataset(f"idx:{tmp_path / 'idx'}")
     assert ds.train.shape == (30, 1, 28, 28) and ds.test is not None and ds.train_labels is not None
-    write_images(tmp_path / "flat", 4)
+    write_images(tmp_path / "flat", 10)
     flat = load_dataset(f"images:{tmp_path / 'flat'}")
-    assert flat.train.shape == (4, 1, 5, 6) and flat.train_labels is None
-    write_images(tmp_path / "cls" / "cat", 3, mode="RGB", ext="jpg")
-    write_images(tmp_path / "cls" / "dog", 2, mode="RGB", ext="png")
+    assert flat.train.shape == (10, 1, 5, 6) and flat.train_labels is None
+    write_images(tmp_path / "cls" / "cat", 6, mode="RGB", ext="jpg")
+    write_images(tmp_path / "cls" / "dog", 4, mode="RGB", ext="png")
     cls = load_dataset(f"images:{tmp_path / 'cls'}")
-    assert cls.train.shape == (5, 3, 5, 6) and cls.train_labels.tolist() == [0, 0, 0, 1, 1]
+    assert cls.train.shape == (10, 3, 5, 6) and cls.train_labels.tolist() == [0] * 6 + [1] * 4
 
 
 def test_static_binarization_is_fixed_and_binary() -> None:
@@ -197,9 +197,9 @@ def test_name_at_n_is_the_set_area_downsampled(tmp_path: Path) -> None:
     assert torch.allclose(half.train[:, :, 0, 0], block, atol=1e-6)
     assert torch.allclose(half.split("test").mean((1, 2, 3)), full.split("test").mean((1, 2, 3)))
     assert torch.equal(half.train_labels, full.train_labels)
-    mnist = write_mnist_folder(tmp_path / "m", n_train=6, n_test=3)
+    mnist = write_mnist_folder(tmp_path / "m", n_train=12, n_test=10)
     seven = load_dataset(f"idx:{mnist}@7")
-    assert seven.shape == (1, 7, 7) and len(seven.split("test")) == 3
+    assert seven.shape == (1, 7, 7) and len(seven.split("test")) == 10
     assert load_dataset("digits@8").train.equal(full.train)
 
 

@@ -32,6 +32,7 @@ USER_PREFIXES = ("npy:", "idx:", "images:")
 __all__ = [
     "BINARIZE_MODES",
     "BUILTIN",
+    "MAX_CLASSES",
     "TOY_MODES",
     "TOY_SETS",
     "TOY_STD",
@@ -130,6 +131,31 @@ def load_dataset(name: str, data_dir: str | None = None, test_data: str | None =
             held.train_labels,
             ds.log_prob,
         )
+    return _checked(ds)
+
+
+MIN_EXAMPLES = 10  # the fewest a split may hold: the metrics compare 5th neighbours and FIDs
+MAX_CLASSES = 1000  # labels are class indices 0..999 (ImageNet's count); a feature net has a head
+
+
+def _checked(ds: Dataset) -> Dataset:
+    """Refuse data no model or metric can use, whatever format it came from: a split with too
+    few examples or an empty dimension, and labels that are not class indices (a label of two
+    billion would size a classifier's head)."""
+    splits = [("train", ds.train, ds.train_labels)]
+    if ds.test is not None:
+        splits.append(("test", ds.test, ds.test_labels))
+    for split, x, y in splits:
+        if len(x) < MIN_EXAMPLES or 0 in x.shape:
+            raise PushforwardError(
+                f"{ds.name}: its {split} split holds {len(x)} examples of shape "
+                f"{tuple(x.shape[1:])}; give at least {MIN_EXAMPLES} non-empty examples"
+            )
+        if y is not None and len(y) and not 0 <= int(y.min()) <= int(y.max()) < MAX_CLASSES:
+            raise PushforwardError(
+                f"{ds.name}: {split} labels from {int(y.min())} to {int(y.max())}; labels are "
+                f"class indices from 0 to {MAX_CLASSES - 1}: renumber them"
+            )
     return ds
 
 

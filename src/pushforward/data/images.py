@@ -211,6 +211,27 @@ def load_idx_dir(
     return xtr, ytr, xte, yte
 
 
+_GREY = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
+_WIDE = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit PNGs open in these modes
+
+
+def _unit_pixels(pic: Image.Image, grey: bool, path: Path) -> np.ndarray:
+    """One image's pixels as float32 in [0, 1] at the precision they were stored in: a 16-bit
+    image is divided by 65535 (Pillow's convert("L") would clip it to 255, near white)."""
+    if pic.mode in _WIDE:
+        a = np.asarray(pic, dtype=np.float64)  # [H, W]
+        if a.min() < 0 or a.max() > 65535:
+            raise PushforwardError(
+                f"{path}: {pic.mode} pixel values in [{a.min():g}, {a.max():g}], outside the "
+                "16-bit range 0..65535; save it as an 8- or 16-bit PNG"
+            )
+        a = (a / 65535.0).astype(np.float32)
+        return a if grey else np.repeat(a[:, :, None], 3, axis=2)
+    if pic.mode == "F":
+        raise PushforwardError(f"{path}: floating-point pixels; save it as an 8- or 16-bit PNG")
+    return np.asarray(pic.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+
+
 def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels)."""
     src = f"images:{folder}"
@@ -237,7 +258,7 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
             raise PushforwardError(
                 f"{path}: not a readable image ({e}); remove or replace it"
             ) from None
-    mode = "L" if all(p.mode in ("1", "L", "I;16", "I") for p in pics) else "RGB"
+    grey = all(p.mode in _GREY for p in pics)
     size = pics[0].size
     arrays = []
     for (path, _), pic in zip(files, pics, strict=True):
@@ -246,9 +267,9 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
                 f"{path}: {pic.size[0]}x{pic.size[1]} pixels but {files[0][0].name} is "
                 f"{size[0]}x{size[1]}; resize all images to one size"
             )
-        a = np.asarray(pic.convert(mode), dtype=np.uint8)
-        arrays.append(a[None] if mode == "L" else a.transpose(2, 0, 1))
-    x = _to_unit(np.stack(arrays))  # [N, C, H, W]
+        a = _unit_pixels(pic, grey, path)  # [H, W] or [H, W, 3] in [0, 1]
+        arrays.append(a[None] if grey else a.transpose(2, 0, 1))
+    x = torch.from_numpy(np.stack(arrays))  # [N, C, H, W]
     labels = [lab for _, lab in files]
     y = torch.tensor(labels) if classes and -1 not in labels else None
     return x, y

@@ -26,7 +26,7 @@ from ..errors import PushforwardError
 from ..metrics import MODE_SAMPLES
 from ..run import Run
 from ..runs import EXPERIMENT_DONE, EXPERIMENT_TRAINED
-from ..train import train
+from ..training import train
 from .base import Settings
 
 

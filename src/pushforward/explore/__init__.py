@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_bytes, read_json, read_jsonl
+from ..checkpoint import atomic_write_bytes, read_json, read_jsonl, script_json
 from ..errors import PushforwardError
-from ..runs import CONFIG, HISTORY
+from ..runs import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
 from ..snapshots import read_snapshots
 
-EXPLORER = "explore.html"  # RUN/explore.html unless --out names another file
 _TYPES = {torch.float32: "f4", torch.int32: "i4", torch.uint8: "u1"}
 
 
@@ -65,7 +63,7 @@ def page(run: Path) -> str:
         ],
         "history": _history(run, model),
     }
-    blob = json.dumps(data).replace("</", "<\\/")  # no "</script>" can end the data early
+    blob = script_json(data)
     script = resources.files(__package__).joinpath("explorer.js").read_text()
     title = f"{model} on {info.get('data', '?')}: {len(frames)} frames of training"
     return _PAGE.format(

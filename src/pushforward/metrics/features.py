@@ -10,17 +10,18 @@ against the test sample of the same size, which is what a perfect model would sc
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_write_json, load_tensors, safe_name, save_tensors
-from ..data import Dataset
+from ..checkpoint import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
+from ..data import MAX_CLASSES, Dataset
 from ..data.download import cache_dir
 from ..errors import PushforwardError
 from .scores import frechet_distance
@@ -104,6 +105,14 @@ def train_classifier(
     return net.eval(), info
 
 
+def _classes(info: Any) -> int:
+    """The class count a cached classifier's JSON records, checked: it sizes the network."""
+    n = info.get("classes") if isinstance(info, dict) else None
+    if type(n) is not int or not 1 <= n <= MAX_CLASSES:
+        raise PushforwardError(f"classes {n!r} is not a class count from 1 to {MAX_CLASSES}")
+    return n
+
+
 def classifier_for(ds: Dataset) -> tuple[FeatureNet, dict]:
     """The cached classifier of this data set, trained on first use (safetensors + JSON)."""
     if ds.kind != "images" or ds.train_labels is None or ds.test is None or ds.test_labels is None:
@@ -114,10 +123,17 @@ def classifier_for(ds: Dataset) -> tuple[FeatureNet, dict]:
     stem = folder / f"{safe_name(ds.name)}-{_fingerprint(ds)}"
     weights, meta = Path(f"{stem}.safetensors"), Path(f"{stem}.json")
     if weights.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        net = FeatureNet(ds.shape, info["classes"])
-        net.load_state_dict(load_tensors(weights))
-        return net.eval(), info
+        try:
+            info = read_json(meta)
+            net = FeatureNet(ds.shape, _classes(info))
+            net.load_state_dict(load_tensors(weights))
+            return net.eval(), info
+        except (PushforwardError, RuntimeError) as e:  # a cache is rebuilt, never trusted
+            reason = " ".join(str(e).splitlines())
+            print(
+                f"warning: {meta}: a damaged cached classifier ({reason}); training it again",
+                file=sys.stderr,
+            )
     net, info = train_classifier(ds)
     save_tensors(weights, net.state_dict())
     atomic_write_json(meta, info)

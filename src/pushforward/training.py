@@ -39,14 +39,15 @@ from .runs import (
     CHECKPOINTS,
     HISTORY,
     SAMPLES,
+    TENSORBOARD,
     WEIGHTS,
     WEIGHTS_META,
     Logger,
     claim,
     clear_run,
-    em_finished,
     lock,
     resumable,
+    run_finished,
     save_model,
     trim_history,
     unlock,
@@ -118,6 +119,9 @@ def _training(bar: Any, model: Model) -> Iterator[None]:
         model.requires_grad_(True)
 
 
+FINISHED_BEFORE = "finished_before"  # what fit_gradient adds when the run had already ended
+
+
 def fit_gradient(
     model: Model,
     data: Dataset,
@@ -144,7 +148,7 @@ def fit_gradient(
 
     # a resumed run starts where its checkpoint left off; rows logged after it are dropped
     if resume and _resume(run_dir, model, opts, tcfg.seed, at, budget, validation):
-        return _summary(at, validation, model)
+        return {**_summary(at, validation, model), FINISHED_BEFORE: True}
     clock = at.start_clock()
     budget.start(opts, clock)
     snaps.begin(budget.total, budget.minutes, at.step, at.seconds)
@@ -299,7 +303,7 @@ def _fit(
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
     resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, data)
     if resuming and issubclass(cls, FitsByEM):
-        if em_finished(Path(str(out))):  # a finished run is left as it is, eval.json too
+        if run_finished(Path(str(out))):  # a finished run is left as it is, eval.json too
             return Run.load(str(out), tcfg.device)
         resuming, overwrite = False, True  # EM is not checkpointed mid-fit: it refits
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
@@ -334,7 +338,7 @@ def _train_in(
     device = model.device
     if dist.is_main() and not resuming:
         write_config(run_dir, model_name, model, tcfg, data, device)
-    log = Logger(run_dir / HISTORY, run_dir / "tensorboard" if tcfg.tensorboard else None)
+    log = Logger(run_dir / HISTORY, run_dir / TENSORBOARD if tcfg.tensorboard else None)
     bar = partial(
         tqdm,
         desc=f"{model_name} {tcfg.data}",
@@ -353,6 +357,9 @@ def _train_in(
             info = fit_gradient(model, data, tcfg, run_dir, log, bar, snaps, resuming, val)
     finally:
         log.close()
+    if info.pop(FINISHED_BEFORE, False) and run_finished(run_dir):
+        # a finished run resumed (its checkpoint checked): its files are read, never rewritten
+        return Run.load(run_dir, tcfg.device)
     run = Run(run_dir, model_name, model, tcfg, raw, data)
     if dist.is_main():
         info["health"], info["warnings"] = health(model, raw, data, run.history())

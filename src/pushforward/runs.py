@@ -85,28 +85,27 @@ def _own(folder: str, name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN[folder])
 
 
-def foreign(path: Path) -> list[str]:
+def _own_file(folder: str, entry: Path) -> bool:
+    """A regular file, not a link, of one of a run's own names in ``folder``."""
+    return not entry.is_symlink() and entry.is_file() and _own(folder, entry.name)
+
+
+def _own_dir(entry: Path) -> bool:
+    """One of a run's own subfolders, a real folder and not a link."""
+    return entry.name in OWN and not entry.is_symlink() and entry.is_dir()
+
+
+def _foreign(path: Path) -> list[str]:
     """The entries of ``path`` (and of a run's own subfolders) that pushforward does not write:
     other names, links (which could lead out of the folder) and anything not a regular file."""
-    if not path.is_dir():
-        return []
     found = []
-    for entry in sorted(path.iterdir()):
-        if entry.is_symlink():
-            found.append(entry.name)
-        elif entry.name in OWN and entry.is_dir():
-            found += [f"{entry.name}/{n}" for n in _foreign_in(entry, entry.name)]
-        elif not (_own("", entry.name) and entry.is_file()):
+    for entry in sorted(path.iterdir()) if path.is_dir() else []:
+        if _own_dir(entry):
+            inside = sorted(entry.iterdir())
+            found += [f"{entry.name}/{e.name}" for e in inside if not _own_file(entry.name, e)]
+        elif not _own_file("", entry):
             found.append(entry.name)
     return found
-
-
-def _foreign_in(folder: Path, kind: str) -> list[str]:
-    return [
-        e.name
-        for e in sorted(folder.iterdir())
-        if e.is_symlink() or not e.is_file() or not _own(kind, e.name)
-    ]
 
 
 def clear_run(path: Path) -> None:
@@ -117,15 +116,13 @@ def clear_run(path: Path) -> None:
     if not path.is_dir() or path.is_symlink():
         return
     for entry in path.iterdir():
-        if entry.name == LOCK or entry.is_symlink():
-            continue
-        if entry.name in OWN and entry.is_dir():
+        if _own_dir(entry):
             for f in entry.iterdir():
-                if not f.is_symlink() and f.is_file() and _own(entry.name, f.name):
+                if _own_file(entry.name, f):
                     f.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: what is left is not ours
                 entry.rmdir()
-        elif entry.is_file() and _own("", entry.name):
+        elif entry.name != LOCK and _own_file("", entry):
             entry.unlink(missing_ok=True)
 
 
@@ -133,16 +130,17 @@ def _refuse_links(path: Path) -> None:
     """A run's own names must be real files and folders: a link among them would lead writes
     out of the run folder (a link of another name is the user's, and is left alone)."""
     for entry in sorted(path.iterdir()):
-        inside = []
-        if entry.name in OWN and entry.is_dir() and not entry.is_symlink():
-            inside = [e for e in sorted(entry.iterdir()) if _own(entry.name, e.name)]
-        for e in [entry, *inside]:
-            if e.is_symlink() and (e.name in OWN or _own("", e.name) or e in inside):
-                raise PushforwardError(
-                    f"--out {path}: {e.relative_to(path)} is a symbolic link; a run writes only "
-                    "inside its folder: replace the link with what it points to, or choose "
-                    "another --out"
-                )
+        links = (
+            [entry] if entry.is_symlink() and (entry.name in OWN or _own("", entry.name)) else []
+        )
+        if _own_dir(entry):
+            links += [e for e in entry.iterdir() if e.is_symlink() and _own(entry.name, e.name)]
+        if links:
+            raise PushforwardError(
+                f"--out {path}: {links[0].relative_to(path)} is a symbolic link; a run writes "
+                "only inside its folder: replace the link with what it points to, or choose "
+                "another --out"
+            )
 
 
 def _refuse_orphans(path: Path) -> None:
@@ -159,7 +157,7 @@ def _refuse_orphans(path: Path) -> None:
 def _refuse_foreign(path: Path) -> None:
     """A folder that is not a run (no config.json) is claimed only when everything in it is a
     run's own debris (a start that stopped early): anything else is the user's."""
-    others = [] if (path / CONFIG).is_file() else foreign(path)
+    others = [] if (path / CONFIG).is_file() else _foreign(path)
     if others:
         more = f" and {len(others) - 1} more" if len(others) > 1 else ""
         raise PushforwardError(

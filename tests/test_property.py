@@ -86,9 +86,8 @@ def _set(obj: Any, at: tuple[Any, ...], value: Any) -> Any:
     return obj
 
 
-def _damage(draw: Callable[..., Any], run: Path, outside: Path) -> str:
-    """Damage one file of ``run`` as ``draw`` chooses; returns what was done, for the report."""
-    name = draw(st.sampled_from(_files(run)))
+def _damage(draw: Callable[..., Any], run: Path, name: str, outside: Path) -> str:
+    """Damage the file ``name`` of ``run`` as ``draw`` chooses; returns what was done."""
     path = run / name
     how = draw(st.sampled_from(DAMAGE))
     raw = path.read_bytes()
@@ -212,15 +211,38 @@ ARGS = {
 }
 
 
+# every kind of file a finished run holds (a frame stands for all frames)
+RUN_FILES = [
+    ".lock",
+    "checkpoints/last.json",
+    "checkpoints/last.safetensors",
+    "config.json",
+    "eval.json",
+    "metrics.jsonl",
+    "model.json",
+    "model.safetensors",
+    "samples.png",
+    "snapshots/inputs.safetensors",
+    "snapshots/step-0000004.safetensors",
+]
+
+
+def test_the_damaged_files_are_every_file_of_a_run(pristine: Path) -> None:
+    """A file a run starts writing is added above, so the property below damages it too."""
+    frames = {f for f in _files(pristine) if f.startswith("snapshots/step-")}
+    assert set(_files(pristine)) - frames == set(RUN_FILES) - frames and len(frames) >= 2
+
+
+@pytest.mark.parametrize("name", RUN_FILES)
 @settings(
-    max_examples=150,
+    max_examples=14,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
 def test_a_damaged_run_folder_is_one_line_or_sound_output(
-    cli, pristine: Path, tmp_path: Path, data: st.DataObject
+    cli, pristine: Path, tmp_path: Path, name: str, data: st.DataObject
 ) -> None:
     work = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example: hypothesis replays some
     outside = work / "outside"
@@ -228,7 +250,7 @@ def test_a_damaged_run_folder_is_one_line_or_sound_output(
     (outside / "target.json").write_text('{"model": "gan"}\n')
     run = work / "g"
     shutil.copytree(pristine, run, symlinks=True)
-    what = _damage(data.draw, run, outside)
+    what = _damage(data.draw, run, name, outside)
     command = data.draw(st.sampled_from(COMMANDS))
     before = {k: v for k, v in _snapshot(work).items() if not k.startswith("g/")}
     args = [str(run) if a == "RUN" else str(work / a) if a == "x.npy" else a for a in ARGS[command]]

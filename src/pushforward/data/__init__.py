@@ -1,43 +1,61 @@
 """Data sets by name: the 2-D toy sets, the image sets, and a user's own files.
 
-Knows nothing of models. ``load_dataset`` is the one entry point; ``list_datasets`` tells where
-each built-in set would come from without loading it.
+Knows nothing of models. ``DATASETS`` is the registry of built-in sets (a new one is a
+:class:`Source` in its own module plus one line here) and ``USER`` the table of a user's own
+formats; ``load_dataset`` is the one entry point and ``list_datasets`` tells where each built-in
+set would come from without loading it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import PushforwardError
-from . import idx, images
+from . import images
 from .dataset import (
     BINARIZE_MODES,
     Dataset,
     InMemoryLoader,
+    Source,
     binarize,
     binarize_held_out,
     resolve_binarize,
     validation_split,
 )
-from .download import cache_dir, not_found_fix
-from .toy2d import N_TEST, N_TRAIN, TOY_MODES, TOY_SETS, TOY_STD, toy_split
+from .toy2d import TOY_MODES, TOY_SETS, TOY_SOURCES, TOY_STD
 
-IMAGE_SETS = ("digits", "fashion-mnist", "mnist", "cifar10")
-BUILTIN = (*TOY_SETS, *IMAGE_SETS)
-USER_PREFIXES = ("npy:", "idx:", "images:")
+DATASETS: dict[str, Source] = {
+    **TOY_SOURCES,
+    "digits": images.DIGITS,
+    "fashion-mnist": images.FASHION_MNIST,
+    "mnist": images.MNIST,
+    "cifar10": images.CIFAR10,
+}
+# a user's own data, ``PREFIX:PATH``: the loader of each prefix, given the name and the path
+USER: dict[str, Callable[[str, Path], Dataset]] = {
+    "npy": images.npy_dataset,
+    "idx": images.idx_dataset,
+    "images": images.folder_dataset,
+}
+BUILTIN = tuple(DATASETS)
+USER_PREFIXES = tuple(f"{prefix}:" for prefix in USER)
 
 __all__ = [
     "BINARIZE_MODES",
     "BUILTIN",
+    "DATASETS",
     "MAX_CLASSES",
     "TOY_MODES",
     "TOY_SETS",
     "TOY_STD",
+    "USER",
     "Dataset",
     "InMemoryLoader",
+    "Source",
     "binarize",
     "binarize_held_out",
     "check_data_dir",
@@ -46,21 +64,6 @@ __all__ = [
     "resolve_binarize",
     "validation_split",
 ]
-
-
-def _load_user(spec: str) -> Dataset:
-    prefix, _, rest = spec.partition(":")
-    path = Path(rest).expanduser()
-    xte = yte = ytr = None
-    if prefix == "npy":
-        kind, xtr = images.load_npy(path)
-    elif prefix == "idx":
-        xtr, ytr, xte, yte = images.load_idx_dir(path)
-        kind = "images"
-    else:
-        xtr, ytr = images.load_image_folder(path)
-        kind = "images"
-    return Dataset(spec, kind, xtr, xte, str(path), ytr, yte)
 
 
 def _downsampled(ds: Dataset, spec: str, size: str) -> Dataset:
@@ -92,23 +95,11 @@ def load_dataset(name: str, data_dir: str | None = None, test_data: str | None =
     base, at, size = name.rpartition("@")
     if at and base and "/" not in size:  # NAME@N, and not a path with an @ in a folder's name
         return _downsampled(load_dataset(base, data_dir, test_data), name, size)
-    if name in TOY_SETS:
-        ds = Dataset(
-            name,
-            "points",
-            toy_split(name, "train"),
-            toy_split(name, "test"),
-            "generated",
-            log_prob=TOY_SETS[name].log_prob,
-        )
-    elif name == "digits":
-        ds = images.load_digits_set()
-    elif name in ("fashion-mnist", "mnist"):
-        ds = images.load_mnist_like(name, data_dir)
-    elif name == "cifar10":
-        ds = images.load_cifar10(data_dir)
-    elif name.startswith(USER_PREFIXES):
-        ds = _load_user(name)
+    prefix, colon, rest = name.partition(":")
+    if name in DATASETS:
+        ds = DATASETS[name].load(data_dir)
+    elif colon and prefix in USER:
+        ds = USER[prefix](name, Path(rest).expanduser())
     else:
         raise PushforwardError(
             f"--data {name!r} is not a known data set; choose one of {', '.join(BUILTIN)}, "
@@ -168,48 +159,4 @@ def check_data_dir(data_dir: str | None) -> None:
 
 def list_datasets(data_dir: str | None = None) -> list[dict[str, object]]:
     """One row per built-in set: shape, sizes, and where it was found (or how to get it)."""
-    rows: list[dict[str, object]] = []
-    for name in TOY_SETS:
-        exact = "exact log_prob" if TOY_SETS[name].log_prob else "no closed-form density"
-        rows.append(
-            dict(name=name, shape=(2,), train=N_TRAIN, test=N_TEST, source=f"generated ({exact})")
-        )
-    d = images.load_digits_set()
-    rows.append(
-        dict(
-            name="digits",
-            shape=d.shape,
-            train=len(d.train),
-            test=len(d.split("test")),
-            source=d.source,
-        )
-    )
-    for name in ("fashion-mnist", "mnist"):
-        folder = images.locate_mnist(name, data_dir)
-        row: dict[str, object] = dict(name=name, shape=(1, 28, 28), train=None, test=None)
-        if folder is None:
-            row["source"] = (
-                f"not found (will download into {cache_dir() / name}); " + not_found_fix(name)
-            )
-        else:
-            fix = "replace it"
-            for split, (stem, _) in images.MNIST_FILES.items():
-                path = images._find(folder, stem)
-                assert path is not None
-                row[split] = idx.idx_header(path, fix)[0]
-            row["source"] = str(folder)
-        rows.append(row)
-    where = images.locate_cifar(data_dir)
-    rows.append(
-        dict(
-            name="cifar10",
-            shape=(3, 32, 32),
-            train=50_000 if where else None,
-            test=10_000 if where else None,
-            source=str(where)
-            if where
-            else f"not found (will download into {cache_dir() / 'cifar10'}); "
-            + not_found_fix("cifar10"),
-        )
-    )
-    return rows
+    return [{"name": name, **source.row(data_dir)} for name, source in DATASETS.items()]

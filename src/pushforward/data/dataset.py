@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -56,6 +57,17 @@ class Dataset:
         train = bernoulli(self.train, g)
         test = None if self.test is None else bernoulli(self.test, g)
         return replace(self, train=train, test=test)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A built-in data set, as the registry in ``data/__init__.py`` holds it: how to load it
+    (given ``--data-dir``) and the row ``pushforward data list`` shows for it, which says where it
+    was found without loading it (shape, train and test sizes, source; None where unknown)."""
+
+    kind: str  # "points" or "images"
+    load: Callable[[str | None], Dataset]
+    row: Callable[[str | None], dict[str, Any]]
 
 
 BINARIZE_MODES = ("auto", "none", "dynamic", "static")

@@ -3,6 +3,7 @@ user's own arrays, IDX folders and image folders. Everything comes back as float
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import PushforwardError
 from . import idx
-from .dataset import Dataset
-from .download import download, not_found_fix, search_dirs
+from .dataset import Dataset, Source
+from .download import cache_dir, download, not_found_fix, search_dirs
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -94,6 +95,46 @@ def load_cifar10(data_dir: str | None) -> Dataset:
         torch.from_numpy(ytr),
         torch.from_numpy(yte),
     )
+
+
+def _digits_row(data_dir: str | None = None) -> dict[str, object]:
+    d = load_digits_set()
+    return dict(shape=d.shape, train=len(d.train), test=len(d.split("test")), source=d.source)
+
+
+def _mnist_row(name: str, data_dir: str | None) -> dict[str, object]:
+    folder = locate_mnist(name, data_dir)
+    row: dict[str, object] = dict(shape=(1, 28, 28), train=None, test=None)
+    if folder is None:
+        row["source"] = f"not found (will download into {cache_dir() / name}); " + not_found_fix(
+            name
+        )
+        return row
+    for split, (stem, _) in MNIST_FILES.items():
+        path = _find(folder, stem)
+        assert path is not None
+        row[split] = idx.idx_header(path, "replace it")[0]
+    return {**row, "source": str(folder)}
+
+
+def _cifar_row(data_dir: str | None) -> dict[str, object]:
+    where = locate_cifar(data_dir)
+    if where is None:
+        source = f"not found (will download into {cache_dir() / 'cifar10'}); " + not_found_fix(
+            "cifar10"
+        )
+        return dict(shape=(3, 32, 32), train=None, test=None, source=source)
+    return dict(shape=(3, 32, 32), train=50_000, test=10_000, source=str(where))
+
+
+DIGITS = Source("images", lambda data_dir: load_digits_set(), _digits_row)
+FASHION_MNIST = Source(
+    "images",
+    partial(load_mnist_like, "fashion-mnist"),
+    partial(_mnist_row, "fashion-mnist"),
+)
+MNIST = Source("images", partial(load_mnist_like, "mnist"), partial(_mnist_row, "mnist"))
+CIFAR10 = Source("images", load_cifar10, _cifar_row)
 
 
 # ---------------------------------------------------------------- a user's own data
@@ -273,3 +314,18 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     labels = [lab for _, lab in files]
     y = torch.tensor(labels) if classes and -1 not in labels else None
     return x, y
+
+
+def npy_dataset(spec: str, path: Path) -> Dataset:
+    kind, x = load_npy(path)
+    return Dataset(spec, kind, x, None, str(path))
+
+
+def idx_dataset(spec: str, path: Path) -> Dataset:
+    xtr, ytr, xte, yte = load_idx_dir(path)
+    return Dataset(spec, "images", xtr, xte, str(path), ytr, yte)
+
+
+def folder_dataset(spec: str, path: Path) -> Dataset:
+    x, y = load_image_folder(path)
+    return Dataset(spec, "images", x, None, str(path), y)

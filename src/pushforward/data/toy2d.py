@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
+
+from .dataset import Dataset, Source
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> [n, 2]
 LogProb = Callable[[torch.Tensor], torch.Tensor]  # [N, 2] -> [N]
@@ -145,3 +148,20 @@ def separated_mixture(n: int, dim: int = 16, k: int = 10, seed: int = 0) -> torc
     comp = rng.integers(0, k, n)
     x = means[comp] + np.einsum("nde,ne->nd", factors[comp], rng.standard_normal((n, dim)))
     return torch.from_numpy(x)
+
+
+def _toy_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """A toy set's fixed splits, with its exact log-density where it has one."""
+    train, test = toy_split(name, "train"), toy_split(name, "test")
+    return Dataset(name, "points", train, test, "generated", log_prob=TOY_SETS[name].log_prob)
+
+
+def _toy_row(name: str, data_dir: str | None = None) -> dict[str, object]:
+    exact = "exact log_prob" if TOY_SETS[name].log_prob else "no closed-form density"
+    return dict(shape=(2,), train=N_TRAIN, test=N_TEST, source=f"generated ({exact})")
+
+
+TOY_SOURCES = {
+    name: Source("points", partial(_toy_dataset, name), partial(_toy_row, name))
+    for name in TOY_SETS
+}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import pushforward
-from pushforward.checkpoint import atomic_write_bytes, load_tensors, read_jsonl, save_tensors
 from pushforward.errors import PushforwardError
+from pushforward.files import atomic_write_bytes, load_tensors, read_jsonl, save_tensors
 
 from .conftest import PicklePayload
 
@@ -118,7 +118,7 @@ def test_pickles_in_run_files_never_run(run_dir: Path, cli) -> None:
 
 
 def test_resume_refuses_a_checkpoint_of_another_version_or_model(tmp_path: Path) -> None:
-    from pushforward.checkpoint import load_tensors_and_metadata
+    from pushforward.files import load_tensors_and_metadata
 
     opts = {"data": "ring8", "steps": 10, "hidden": 16, "depth": 2, "progress": False}
     pushforward.train("gan", out="r", checkpoint_every=5, **opts)
@@ -148,7 +148,7 @@ def test_resume_refuses_a_checkpoint_of_another_version_or_model(tmp_path: Path)
 
 
 def test_unwritable_metrics_log_is_a_user_error(tmp_path: Path) -> None:
-    from pushforward.checkpoint import append_jsonl
+    from pushforward.files import append_jsonl
 
     with pytest.raises(PushforwardError, match="cannot write"):
         append_jsonl(tmp_path / "missing" / "metrics.jsonl", {"step": 1})

@@ -114,7 +114,7 @@ def _rewrite_checkpoint(run: Path, tensors=None, meta=None) -> None:  # type: ig
     must be caught by what the checkpoint holds, not by the checksum alone."""
     import json
 
-    from pushforward.checkpoint import load_tensors_and_metadata, save_tensors
+    from pushforward.files import load_tensors_and_metadata, save_tensors
 
     ckpt = run / "checkpoints"
     old, header = load_tensors_and_metadata(ckpt / "last.safetensors")

@@ -100,7 +100,7 @@ def _damage(draw: Callable[..., Any], run: Path, name: str, outside: Path) -> st
         else:
             how = "truncate"
     if how == "signed header":
-        from pushforward.checkpoint import load_tensors_and_metadata, save_tensors
+        from pushforward.files import load_tensors_and_metadata, save_tensors
 
         if not name.endswith(".safetensors"):
             how = "random bytes"

@@ -126,7 +126,7 @@ def test_16_bit_pngs_keep_their_values(tmp_path: Path) -> None:
 
 
 def test_pages_embed_any_string_and_number_safely() -> None:
-    from pushforward.checkpoint import script_json
+    from pushforward.files import script_json
 
     text = script_json({"p": "a<!--<script></script>&b", "x": [math.nan, math.inf, 1.5]})
     assert "<" not in text and ">" not in text and "&" not in text
@@ -153,7 +153,7 @@ def test_the_explorer_of_a_run_on_a_path_with_markup_holds_its_data(cli, tmp_pat
 
 def test_a_frame_header_with_nan_is_refused(cli, tmp_path: Path) -> None:
     """Signed again, so the checksum holds and the value itself is what is checked."""
-    from pushforward.checkpoint import load_tensors_and_metadata, save_tensors
+    from pushforward.files import load_tensors_and_metadata, save_tensors
 
     code, _, err = cli("train", *GAN, "--out", "r")
     assert code == 0, err

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from . import compare, dist, recipes
-from .checkpoint import atomic_write_bytes, safe_name
 from .config import INT_LIMIT, TrainConfig, add_flags
 from .errors import Interrupted, PushforwardError
+from .files import atomic_write_bytes, safe_name
 from .models import MODELS
 from .version import __version__
 

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import read_json
 from .config import TrainConfig
 from .data import InMemoryLoader
 from .errors import PushforwardError
+from .files import read_json
 from .models import Model
 
 _NONE_BAD = 2**62  # "no non-finite loss" in the earliest-over-ranks reduction

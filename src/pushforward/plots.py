@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 
 LogDensity = Callable[[torch.Tensor], torch.Tensor]  # [N, 2] -> [N]
 

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 
 from . import plots
-from .checkpoint import atomic_write_bytes, atomic_write_json, safe_name
 from .data import Dataset, load_dataset
 from .errors import PushforwardError
 from .experiments.base import Settings
 from .experiments.runner import Job, run_jobs
 from .explore import write_explorer
+from .files import atomic_write_bytes, atomic_write_json, safe_name
 from .models import MODELS, Encoder, ExactDensity
 from .run import Run
 from .snapshots import SNAPSHOTS

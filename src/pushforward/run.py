@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from .checkpoint import LAST_JSON, atomic_write_json, read_json, read_jsonl
+from .checkpoint import LAST_JSON
 from .config import TrainConfig
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
 from .errors import PushforwardError
+from .files import atomic_write_json, read_json, read_jsonl
 from .metrics import EvalInput, evaluate
 from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model

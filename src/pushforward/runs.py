@@ -22,9 +22,11 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import (
-    LAST,
-    LAST_JSON,
+from .checkpoint import LAST, LAST_JSON
+from .config import TrainConfig, as_dict, build
+from .data import Dataset
+from .errors import PushforwardError
+from .files import (
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
@@ -38,9 +40,6 @@ from .checkpoint import (
     save_tensors,
     to_json,
 )
-from .config import TrainConfig, as_dict, build
-from .data import Dataset
-from .errors import PushforwardError
 from .models import MODELS, Model
 from .resources import check_model_fits
 from .snapshots import INPUTS, SNAPSHOTS

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import load_tensors_and_metadata, save_tensors
 from .data import TOY_MODES, Dataset
 from .errors import PushforwardError
+from .files import load_tensors_and_metadata, save_tensors
 from .metrics.latent import encoder_means, log_aggregate_posterior
 from .models import GAN, GMM, VAE, Model
 from .models.priors import StandardNormal

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import check_tensors, load_tensors, save_tensors
+from .files import check_tensors, load_tensors, save_tensors
 from .metrics import likelihood
 from .models import LikelihoodBound, Model
 

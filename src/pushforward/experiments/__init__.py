@@ -12,8 +12,8 @@ import math
 import time
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
 from ..errors import PushforwardError
+from ..files import atomic_write_bytes, atomic_write_json
 from . import explicit_vs_implicit, fixed_prior, gmm_universality, mode_collapse
 from .base import Experiment, Settings
 

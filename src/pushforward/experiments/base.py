@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import safe_name
+from ..files import safe_name
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_write_json, read_json
 from ..errors import PushforwardError
+from ..files import atomic_write_json, read_json
 from ..metrics import MODE_SAMPLES
 from ..run import Run
 from ..runs import EXPERIMENT_DONE, EXPERIMENT_TRAINED

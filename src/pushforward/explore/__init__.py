@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_bytes, read_json, read_jsonl, script_json
 from ..errors import PushforwardError
+from ..files import atomic_write_bytes, read_json, read_jsonl, script_json
 from ..runs import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
 from ..snapshots import read_snapshots
 

@@ -12,8 +12,8 @@ import torch
 from matplotlib.patches import Ellipse
 from PIL import Image
 
-from ..checkpoint import atomic_write_bytes, read_json
 from ..errors import PushforwardError
+from ..files import atomic_write_bytes, read_json
 from ..plots import image_grid, plt
 from ..runs import CONFIG
 from ..snapshots import read_snapshots

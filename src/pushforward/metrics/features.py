@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
 from ..data import MAX_CLASSES, Dataset
 from ..data.download import cache_dir
 from ..errors import PushforwardError
+from ..files import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
 from .scores import frechet_distance
 
 FEATURE_DIM = 128

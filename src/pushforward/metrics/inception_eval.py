@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
 from ..data.download import cache_dir
 from ..errors import PushforwardError
+from ..files import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
 from .features import prdc
 from .inception import (
     PREPROCESSING,

@@ -105,7 +105,7 @@ def with_pushforward(
 
     import pushforward
 
-    training = importlib.import_module("pushforward.training")  # the module, not the function
+    training = importlib.import_module("pushforward.training.loop")  # the module, not the function
 
     peaks = []
     fit_gradient = training.fit_gradient

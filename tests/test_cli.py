@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pushforward.snapshots import read_snapshots
+from pushforward.training.frames import read_snapshots
 
 from .conftest import assert_user_error
 

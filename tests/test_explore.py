@@ -12,9 +12,9 @@ import torch
 import pushforward
 from pushforward.config import TrainConfig
 from pushforward.models import GAN, GMM, VAE
-from pushforward.prepare import build_model, prepare_data
 from pushforward.recipes import resolve_options
-from pushforward.snapshots import BYTES_LIMIT, SNAPSHOTS, read_snapshots
+from pushforward.training.frames import BYTES_LIMIT, SNAPSHOTS, read_snapshots
+from pushforward.training.prepare import build_model, prepare_data
 
 from .conftest import assert_user_error
 

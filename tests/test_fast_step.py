@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pushforward
-from pushforward import loop
 from pushforward.errors import Interrupted
+from pushforward.training import parts
 
 FAULTS = """
 import resource, sys, torch
@@ -82,13 +82,13 @@ def test_a_step_never_reads_back_to_the_host(
     moving average) runs without one value read back to the host: the condition for capturing
     it as a CUDA graph, and for a GPU never to wait on Python between logging steps."""
     syncs = _HostSyncs()
-    real = loop.PhaseStep.__call__
+    real = parts.PhaseStep.__call__
 
-    def watched(self: loop.PhaseStep, *args: Any) -> Any:
+    def watched(self: parts.PhaseStep, *args: Any) -> Any:
         with syncs:
             return real(self, *args)
 
-    monkeypatch.setattr(loop.PhaseStep, "__call__", watched)
+    monkeypatch.setattr(parts.PhaseStep, "__call__", watched)
     pushforward.train(
         model, data="ring8", steps=30, out=tmp_path / "r", progress=False, snapshots=0,
         log_every=1000, checkpoint_every=1000, **options,
@@ -104,7 +104,7 @@ def test_a_step_never_reads_back_to_the_host(
 def _interrupt_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The loop's stop signal (SIGINT) arrives at ``step``: checkpoint, then Interrupted."""
     monkeypatch.setattr(
-        loop.StopSignals, "asked", lambda self, at, every: signal.SIGINT if at == step else 0
+        parts.StopSignals, "asked", lambda self, at, every: signal.SIGINT if at == step else 0
     )
 
 
@@ -124,13 +124,13 @@ def test_the_compiled_step_resumes_bit_identically(
     torch._dynamo.reset()
     counters.clear()
     seen: list[int] = []
-    real = loop.Budget.set_lr
+    real = parts.Budget.set_lr
 
-    def count_graphs(self: loop.Budget, opts_: Any, step: int) -> None:
+    def count_graphs(self: parts.Budget, opts_: Any, step: int) -> None:
         real(self, opts_, step)
         seen.append(counters["stats"]["unique_graphs"])
 
-    monkeypatch.setattr(loop.Budget, "set_lr", count_graphs)
+    monkeypatch.setattr(parts.Budget, "set_lr", count_graphs)
     ref = pushforward.train("vae", out=tmp_path / "ref", **opts)
     assert seen[4] >= 2 and seen[-1] == seen[4], seen  # compiled, and never again after step 4
 

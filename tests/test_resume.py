@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import pushforward
 from pushforward.errors import PushforwardError
-from pushforward.snapshots import read_snapshots
+from pushforward.training.frames import read_snapshots
 
 from .conftest import assert_user_error
 

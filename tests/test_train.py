@@ -282,7 +282,7 @@ def test_validation_scores_the_bound_the_model_trains_on() -> None:
     for likelihood, so choosing its weights by the ELBO would pick against its objective."""
     from pushforward.metrics import likelihood
     from pushforward.models.vae import VAE, VAEConfig
-    from pushforward.validation import validate
+    from pushforward.training.validation import validate
 
     torch.manual_seed(0)
     val = torch.bernoulli(torch.rand(50, 1, 8, 8))

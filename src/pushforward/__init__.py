@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .errors import PushforwardError
     from .models import GMM, MODELS, GMMConfig
     from .run import Run
-    from .training import train
+    from .training.loop import train
 
 # the public names, imported on first use: the command starts, and can be interrupted, before
 # torch is imported
@@ -25,7 +25,7 @@ _LAZY = {
     "MODELS": "models",
     "GMMConfig": "models",
     "Run": "run",
-    "train": "training",
+    "train": "training.loop",
 }
 
 

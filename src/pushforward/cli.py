@@ -219,7 +219,7 @@ def _eval_parser(ev: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .training import fit
+    from .training.loop import fit
 
     cls = MODELS[args.model]
     skip = {"command", "model", "out", "config", "set"}

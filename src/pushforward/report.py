@@ -20,7 +20,7 @@ from .explore import write_explorer
 from .files import atomic_write_bytes, atomic_write_json, safe_name
 from .models import MODELS, Encoder, ExactDensity
 from .run import Run
-from .snapshots import SNAPSHOTS
+from .training.frames import SNAPSHOTS
 from .version import __version__
 
 # (data, model, options): what the demo fits. Budgets are sized for 2 CPU cores (< 3 minutes).

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from .checkpoint import LAST_JSON
 from .config import TrainConfig
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
@@ -30,6 +29,7 @@ from .runs import (
     read_train_config,
     save_model,
 )
+from .training.checkpoint import LAST_JSON
 
 
 def _checkpoint_step(path: Path) -> int | None:

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from . import dist
-from .checkpoint import LAST, LAST_JSON
 from .config import TrainConfig, as_dict, build
 from .data import Dataset
 from .errors import PushforwardError
@@ -42,7 +41,8 @@ from .files import (
 )
 from .models import MODELS, Model
 from .resources import check_model_fits
-from .snapshots import INPUTS, SNAPSHOTS
+from .training.checkpoint import LAST, LAST_JSON
+from .training.frames import INPUTS, SNAPSHOTS
 from .version import __version__
 
 FORMAT = 1  # bump when the meaning of saved tensors changes

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from pushforward.loop import train_only
 from pushforward.models.gan import GAN, GAN_LOSSES, PLAIN_GAN, GANConfig
+from pushforward.training.parts import train_only
 
 from ..data.builders import shaped
 

@@ -247,7 +247,9 @@ def test_minutes_stop_em_before_an_iteration_that_would_overrun(monkeypatch) -> 
     import importlib
     from types import SimpleNamespace
 
-    train_module = importlib.import_module("pushforward.training")  # the module, not the function
+    train_module = importlib.import_module(
+        "pushforward.training.loop"
+    )  # the module, not the function
 
     clock, rows = _Clock(), []
 

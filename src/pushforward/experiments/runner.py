@@ -26,7 +26,7 @@ from ..files import atomic_write_json, read_json
 from ..metrics import MODE_SAMPLES
 from ..run import Run
 from ..runs import EXPERIMENT_DONE, EXPERIMENT_TRAINED
-from ..training import train
+from ..training.loop import train
 from .base import Settings
 
 

@@ -15,7 +15,7 @@ import torch
 from ..errors import PushforwardError
 from ..files import atomic_write_bytes, read_json, read_jsonl, script_json
 from ..runs import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
-from ..snapshots import read_snapshots
+from ..training.frames import read_snapshots
 
 _TYPES = {torch.float32: "f4", torch.int32: "i4", torch.uint8: "u1"}
 

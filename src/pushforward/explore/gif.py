@@ -16,7 +16,7 @@ from ..errors import PushforwardError
 from ..files import atomic_write_bytes, read_json
 from ..plots import image_grid, plt
 from ..runs import CONFIG
-from ..snapshots import read_snapshots
+from ..training.frames import read_snapshots
 
 
 def _density(ax: Any, log_d: torch.Tensor, extent: list[float], cmap: str = "Blues") -> None:

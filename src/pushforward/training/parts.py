@@ -1,4 +1,4 @@
-"""The pieces the training loop (training.py) is built from, each one job: the budget (how long
+"""The pieces the training loop (loop.py) is built from, each one job: the budget (how long
 to train, the learning-rate schedule), the position (steps, batches, seconds), the phase step
 (one phase's loss, backward pass and optimizer step, under autocast, DDP and the non-finite
 policy), the meter (device sums turned into a logged row) and the stop signals (validation.py holds
@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from . import dist
-from .config import TrainConfig
-from .data import InMemoryLoader
-from .errors import PushforwardError
-from .files import read_json
-from .models import Model
+from .. import dist
+from ..config import TrainConfig
+from ..data import InMemoryLoader
+from ..errors import PushforwardError
+from ..files import read_json
+from ..models import Model
 
 _NONE_BAD = 2**62  # "no non-finite loss" in the earliest-over-ranks reduction
 
@@ -314,7 +314,7 @@ class PhaseStep:
 def _lr_as_tensors(opt: torch.optim.Optimizer, device: torch.device) -> None:
     """A compiled optimizer step takes its learning rate as a device tensor: a Python float
     would be baked into its graph, and a schedule would recompile it every step. Checkpoints
-    store floats (checkpoint.py), so a resumed run converts again."""
+    store floats (training/checkpoint.py), so a resumed run converts again."""
     for group in opt.param_groups:
         if not torch.is_tensor(group["lr"]):
             group["lr"] = torch.tensor(float(group["lr"]), device=device)

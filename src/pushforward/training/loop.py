@@ -4,7 +4,7 @@ for models fitted in closed form. Both write the run folder (runs.py).
 A model lists its ``phases`` (VAE: ``main``; GAN: ``D`` and ``G``) and its ``schedule`` (the
 phases of one step, e.g. ``D, D, G``). Each phase has its own optimizer; in a phase only that
 phase's modules require gradients. The loop's parts (budget, phase step, meter, validation)
-are in loop.py.
+are in parts.py.
 """
 
 from __future__ import annotations
@@ -21,20 +21,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import dist, plots, recipes
-from .checkpoint import LAST, LAST_JSON, load_checkpoint
-from .checkpoint import save_checkpoint as save_state
-from .config import TrainConfig, check_bounds
-from .data import Dataset
-from .errors import Interrupted, PushforwardError
-from .loop import Budget, Meter, PhaseStep, Position, StopSignals, batches, shard_loader
-from .metrics.health import failure_line, health
-from .models import MODELS, FitsByEM, Model
-from .models.gmm import DEFAULT_EM_STEPS
-from .prepare import build_model, prepare_data
-from .resources import keep_freed_memory, out_of_memory
-from .run import Run
-from .runs import (
+from .. import dist, plots, recipes
+from ..config import TrainConfig, check_bounds
+from ..data import Dataset
+from ..errors import Interrupted, PushforwardError
+from ..metrics.health import failure_line, health
+from ..models import MODELS, FitsByEM, Model
+from ..models.gmm import DEFAULT_EM_STEPS
+from ..resources import keep_freed_memory, out_of_memory
+from ..run import Run
+from ..runs import (
     BEST,
     CHECKPOINTS,
     HISTORY,
@@ -53,7 +49,11 @@ from .runs import (
     unlock,
     write_config,
 )
-from .snapshots import SNAPSHOTS, Snapshots, resolve_count
+from .checkpoint import LAST, LAST_JSON, load_checkpoint
+from .checkpoint import save_checkpoint as save_state
+from .frames import SNAPSHOTS, Snapshots, resolve_count
+from .parts import Budget, Meter, PhaseStep, Position, StopSignals, batches, shard_loader
+from .prepare import build_model, prepare_data
 from .validation import Validation
 
 

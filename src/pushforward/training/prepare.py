@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .data import (
+from ..config import TrainConfig
+from ..data import (
     Dataset,
     binarize,
     check_data_dir,
@@ -18,11 +18,11 @@ from .data import (
     resolve_binarize,
     validation_split,
 )
-from .errors import PushforwardError
-from .loop import Budget
-from .models import FitsByEM, LikelihoodBound, Model
-from .recipes import recipe
-from .resources import check_model_fits
+from ..errors import PushforwardError
+from ..models import FitsByEM, LikelihoodBound, Model
+from ..recipes import recipe
+from ..resources import check_model_fits
+from .parts import Budget
 
 
 def prepare_data(

@@ -19,14 +19,14 @@ from typing import Any
 
 import torch
 
-from . import dist
-from .data import TOY_MODES, Dataset
-from .errors import PushforwardError
-from .files import load_tensors_and_metadata, save_tensors
-from .metrics.latent import encoder_means, log_aggregate_posterior
-from .models import GAN, GMM, VAE, Model
-from .models.priors import StandardNormal
-from .plots import data_limits
+from .. import dist
+from ..data import TOY_MODES, Dataset
+from ..errors import PushforwardError
+from ..files import load_tensors_and_metadata, save_tensors
+from ..metrics.latent import encoder_means, log_aggregate_posterior
+from ..models import GAN, GMM, VAE, Model
+from ..models.priors import StandardNormal
+from ..plots import data_limits
 
 SNAPSHOTS, INPUTS = "snapshots", "inputs.safetensors"
 DEFAULT_COUNT = {"points": 40, "images": 16}

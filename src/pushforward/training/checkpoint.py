@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import PushforwardError
-from .files import (
+from ..errors import PushforwardError
+from ..files import (
     JSON_LIMIT,
     atomic_write_json,
     check_format,
@@ -23,8 +23,8 @@ from .files import (
     save_tensors,
     to_json,
 )
-from .resources import read_file
-from .version import __version__
+from ..resources import read_file
+from ..version import __version__
 
 CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
 LAST, LAST_JSON = "last.safetensors", "last.json"
@@ -74,7 +74,7 @@ def save_checkpoint(
     groups = {}
     for phase, opt in opts.items():
         sd = opt.state_dict()
-        # a compiled step keeps its learning rate as a device tensor (loop.py): saved as a float
+        # a compiled step keeps its learning rate as a device tensor (parts.py): saved as a float
         groups[phase] = [
             {k: float(v) if torch.is_tensor(v) else v for k, v in g.items()}
             for g in sd["param_groups"]

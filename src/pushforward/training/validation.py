@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from . import dist
-from .files import check_tensors, load_tensors, save_tensors
-from .metrics import likelihood
-from .models import LikelihoodBound, Model
+from .. import dist
+from ..files import check_tensors, load_tensors, save_tensors
+from ..metrics import likelihood
+from ..models import LikelihoodBound, Model
 
 
 @torch.no_grad()

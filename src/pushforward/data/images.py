@@ -102,14 +102,17 @@ def _digits_row(data_dir: str | None = None) -> dict[str, object]:
     return dict(shape=d.shape, train=len(d.train), test=len(d.split("test")), source=d.source)
 
 
+def _not_found(name: str, shape: tuple[int, ...]) -> dict[str, object]:
+    """The row of a set that is not on this machine: where it would go, and how to get it."""
+    where = f"not found (will download into {cache_dir() / name}); {not_found_fix(name)}"
+    return dict(shape=shape, train=None, test=None, source=where)
+
+
 def _mnist_row(name: str, data_dir: str | None) -> dict[str, object]:
     folder = locate_mnist(name, data_dir)
-    row: dict[str, object] = dict(shape=(1, 28, 28), train=None, test=None)
     if folder is None:
-        row["source"] = f"not found (will download into {cache_dir() / name}); " + not_found_fix(
-            name
-        )
-        return row
+        return _not_found(name, (1, 28, 28))
+    row: dict[str, object] = dict(shape=(1, 28, 28), train=None, test=None)
     for split, (stem, _) in MNIST_FILES.items():
         path = _find(folder, stem)
         assert path is not None
@@ -120,10 +123,7 @@ def _mnist_row(name: str, data_dir: str | None) -> dict[str, object]:
 def _cifar_row(data_dir: str | None) -> dict[str, object]:
     where = locate_cifar(data_dir)
     if where is None:
-        source = f"not found (will download into {cache_dir() / 'cifar10'}); " + not_found_fix(
-            "cifar10"
-        )
-        return dict(shape=(3, 32, 32), train=None, test=None, source=source)
+        return _not_found("cifar10", (3, 32, 32))
     return dict(shape=(3, 32, 32), train=50_000, test=10_000, source=str(where))
 
 

@@ -23,9 +23,9 @@ def _initial(model: str, **options: object) -> torch.nn.Module:
     """The model a run with these options starts from, built as training builds it."""
     cls = {"gan": GAN, "vae": VAE, "gmm": GMM}[model]
     tcfg, mcfg = resolve_options(model, (TrainConfig, cls.Config), dict(options), None, [])
-    _, data, _, tcfg, mcfg = prepare_data(cls, model, tcfg, mcfg)
-    torch.manual_seed(tcfg.seed)
-    return build_model(cls, model, mcfg, data, torch.device("cpu")).eval()
+    prep = prepare_data(cls, model, tcfg, mcfg)
+    torch.manual_seed(prep.tcfg.seed)
+    return build_model(cls, model, prep.mcfg, prep.data, torch.device("cpu")).eval()
 
 
 def test_gan_frames_are_g_and_d_at_that_step(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ from .checkpoint import LAST, LAST_JSON, load_checkpoint
 from .checkpoint import save_checkpoint as save_state
 from .frames import SNAPSHOTS, Snapshots, resolve_count
 from .parts import Budget, Meter, PhaseStep, Position, StopSignals, batches, shard_loader
-from .prepare import build_model, prepare_data
+from .prepare import Prepared, build_model, prepare_data
 from .validation import Validation
 
 
@@ -296,12 +296,13 @@ def _fit(
     progress: bool,
     device: torch.device,
 ) -> Run:
-    raw, data, val, tcfg, mcfg = prepare_data(cls, model_name, tcfg, mcfg)
+    prep = prepare_data(cls, model_name, tcfg, mcfg)
+    tcfg, mcfg = prep.tcfg, prep.mcfg
     torch.manual_seed(tcfg.seed + dist.rank())
-    model = build_model(cls, model_name, mcfg, data, device)  # before the folder is touched
-    frames = resolve_count(tcfg.snapshots, model, data)
+    model = build_model(cls, model_name, mcfg, prep.data, device)  # before the folder is touched
+    frames = resolve_count(tcfg.snapshots, model, prep.data)
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
-    resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, data)
+    resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, prep.data)
     if resuming and issubclass(cls, FitsByEM):
         if run_finished(Path(str(out))):  # a finished run is left as it is, eval.json too
             return Run.load(str(out), tcfg.device)
@@ -309,9 +310,8 @@ def _fit(
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
     lock(run_dir)  # claim took it already; a resume takes it here
     try:
-        snaps = Snapshots(run_dir / SNAPSHOTS, model, raw, data, frames, tcfg.seed)
-        datasets = (raw, data, val)
-        return _train_in(run_dir, model_name, model, datasets, tcfg, progress, resuming, snaps)
+        snaps = Snapshots(run_dir / SNAPSHOTS, model, prep.raw, prep.data, frames, tcfg.seed)
+        return _train_in(run_dir, model_name, model, prep, progress, resuming, snaps)
     except (PushforwardError, RuntimeError):
         # a new run that stopped before its first checkpoint has nothing to resume: its files
         # would only block the corrected command ("already holds a run")
@@ -326,15 +326,14 @@ def _train_in(
     run_dir: Path,
     model_name: str,
     model: Model,
-    datasets: tuple[Dataset, Dataset, torch.Tensor | None],
-    tcfg: TrainConfig,
+    prep: Prepared,
     progress: bool,
     resuming: bool,
     snaps: Snapshots,
 ) -> Run:
-    """Train ``model`` in the locked ``run_dir`` on ``datasets`` (as loaded, as trained on, the
-    --validation examples), taking ``snaps``; then save it, its samples and its health."""
-    raw, data, val = datasets
+    """Train ``model`` in the locked ``run_dir`` on the prepared data, taking ``snaps``; then
+    save it, its samples and its health."""
+    raw, data, val, tcfg = prep.raw, prep.data, prep.val, prep.tcfg
     device = model.device
     if dist.is_main() and not resuming:
         write_config(run_dir, model_name, model, tcfg, data, device)

@@ -4,7 +4,7 @@ fails here leaves nothing behind."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,12 +25,22 @@ from ..resources import check_model_fits
 from .parts import Budget
 
 
-def prepare_data(
-    cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
-) -> tuple[Dataset, Dataset, torch.Tensor | None, TrainConfig, Any]:
-    """(the data as loaded, as training sees it, the --validation examples) and the configs
-    with their data-dependent defaults filled; every option is checked here, before the run
-    folder is touched."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a run trains on, checked: the data as loaded (samples are compared with it), as
+    training sees it (binarized, the --validation examples taken out), those examples, and the
+    options with their data-dependent defaults filled."""
+
+    raw: Dataset
+    data: Dataset
+    val: torch.Tensor | None  # [n, *shape], or None without --validation
+    tcfg: TrainConfig
+    mcfg: Any
+
+
+def prepare_data(cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any) -> Prepared:
+    """The data and options of a run; every option is checked here, before the run folder is
+    touched."""
     check_data_dir(tcfg.data_dir)
     raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
     if tcfg.recipe is not None:
@@ -54,7 +64,7 @@ def prepare_data(
         _check_em_options(tcfg)
     else:
         Budget.check(tcfg)
-    return raw, data, val, tcfg, mcfg
+    return Prepared(raw, data, val, tcfg, mcfg)
 
 
 def build_model(

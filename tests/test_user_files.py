@@ -97,6 +97,12 @@ def test_a_retrained_run_keeps_the_users_files_in_it(cli, tmp_path: Path) -> Non
     assert not (tmp_path / "r" / "eval.json").exists()  # the old run's score went with it
     assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "r" / "checkpoints" / "mine.ckpt").read_text() == "mine"
+    # reached through a link the user made to it, the run folder is cleaned the same way
+    (tmp_path / "r" / "eval.json").write_text("{}")
+    (tmp_path / "via").symlink_to(tmp_path / "r")
+    pushforward.train("gan", data="ring8", out="via", steps=2, hidden=16, overwrite=True)
+    assert not (tmp_path / "r" / "eval.json").exists()
+    assert (tmp_path / "r" / "notes.txt").read_text() == "mine"
 
 
 def test_resume_leaves_a_finished_run_as_it_is(cli, tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def clear_run(path: Path) -> None:
     experiment's scores, its explorer), so that a run trained over an old one inherits nothing
     stale. Only pushforward's own names are deleted, links are never followed, and a subfolder
     is removed only once nothing else is left in it."""
-    if not path.is_dir() or path.is_symlink():
+    if not path.is_dir():
         return
     for entry in path.iterdir():
         if _own_dir(entry):
@@ -145,7 +145,7 @@ def _refuse_links(path: Path) -> None:
 def _refuse_orphans(path: Path) -> None:
     """A folder with a run's files but no config.json lost it: starting over would delete
     those files, so the user decides."""
-    found = [n for n in (WEIGHTS, HISTORY, f"{CHECKPOINTS}/last.json") if (path / n).exists()]
+    found = [n for n in (WEIGHTS, HISTORY, f"{CHECKPOINTS}/{LAST_JSON}") if (path / n).exists()]
     if found:
         raise PushforwardError(
             f"--out {path}: holds a run's files ({', '.join(found)}) but no {CONFIG}; restore "
@@ -238,7 +238,7 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
             )
         if not overwrite:
             _refuse_orphans(path)
-        _refuse_foreign(path)
+        _refuse_foreign(path)  # again under the lock: what is there now, not a moment ago
         if path.is_dir():
             clear_run(path)
         try:

@@ -84,7 +84,8 @@ def _log_density_grid(
     """log_prob on an n x n grid over ``limits`` = (x0, x1, y0, y1), rows from the bottom: [n, n]."""
     x0, x1, y0, y1 = limits
     gx, gy = torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
-    logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
+    with torch.no_grad():  # a model's log_prob may be differentiable: the picture needs none
+        logp = log_prob(torch.stack([gx.flatten(), gy.flatten()], 1).double()).float().cpu()
     return logp.reshape(n, n)
 
 

@@ -18,19 +18,20 @@ from .experiments.base import Settings
 from .experiments.runner import Job, run_jobs
 from .explore import write_explorer
 from .files import atomic_write_bytes, atomic_write_json, safe_name
+from .metrics import METRICS
 from .models import MODELS, Encoder, ExactDensity
 from .run import Run
 from .training.frames import SNAPSHOTS
 from .version import __version__
 
-# (data, model, options): what the demo fits. Budgets are sized for 2 CPU cores (< 3 minutes).
+DEMO_DATA = ("ring8", "digits")  # the demo's sets: a 2-D mode set and the bundled digits
+# (data, model, options): what the demo fits, each model on each set it declares options for
+# (``Model.demo``). Budgets are sized for 2 CPU cores (< 3 minutes in all).
 DEMO_PLAN: list[tuple[str, str, dict[str, Any]]] = [
-    ("ring8", "gmm", {"components": 8}),
-    ("ring8", "vae", {"latent_dim": 2, "hidden": 128, "batch_size": 256, "steps": 3000}),
-    ("ring8", "gan", {"steps": 4000}),  # the GAN's defaults: R1, an EMA of G, Adam (0, 0.9)
-    ("digits", "gmm", {"components": 10, "reg_covar": 1e-2}),
-    ("digits", "vae", {"latent_dim": 8, "hidden": 256, "epochs": 150}),
-    ("digits", "gan", {"steps": 3000}),
+    (data, name, dict(cls.demo[data]))
+    for data in DEMO_DATA
+    for name, cls in MODELS.items()
+    if data in cls.demo
 ]
 
 DEMO_IWAE_K = 250  # importance samples of the VAE's bound in the demo (eval's default: 1000)
@@ -41,19 +42,10 @@ def _img(png: bytes, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
-# the numbers a reader compares first, with the floor each has (what a perfect model scores);
-# the rest are folded under "all numbers"
+# the numbers a reader compares first, as each metric declares them, with the floor each has
+# (what a perfect model scores); the rest are folded under "all numbers"
 KEY_NUMBERS: dict[str, tuple[str, str | None]] = {
-    "nll_nats": ("NLL, nats (lower is better)", None),
-    "elbo": ("ELBO, nats (higher is better)", None),
-    "true_nll_nats": ("samples' NLL under the true density", "true_entropy_nats"),
-    "modes": ("modes captured", None),
-    "hq_fraction": ("high-quality samples", None),
-    "mmd": ("MMD² to test points", None),
-    "fd": ("Fréchet distance (lower is better)", "fd_floor"),
-    "precision": ("precision", "precision_floor"),
-    "recall": ("recall", "recall_floor"),
-    "class_kl": ("class balance KL (0 is best)", "class_kl_floor"),
+    key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers
 }
 
 
@@ -112,7 +104,7 @@ def _curves(run: Run) -> bytes | None:
         return None
     keys = [k for k in hist[-1] if k.endswith("loss") and k != "loss"] or ["loss"]
     series = {k: [h.get(k, float("nan")) for h in hist] for k in keys}
-    ylabel = "-log-likelihood / point" if run.model_name == "gmm" else "loss"
+    ylabel = MODELS[run.model_name].curve_label
     return plots.curve_bytes(
         [h["step"] for h in hist], series, ylabel, f"{run.model_name}: training"
     )

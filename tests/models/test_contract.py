@@ -1,5 +1,6 @@
 """The contract every registered model meets (models/base.py), as one battery parametrised over
-MODELS: a new model gets these tests by its line in the registry, with its default options.
+MODELS: a new model gets these tests by its line in the registry, with its default options. The
+test-only models of tests/models/toy.py take them too, registered for each test.
 
 Each model trains a few steps on 2-D points (moons) and, where it says so, on images (digits)."""
 
@@ -20,8 +21,10 @@ from pushforward.errors import Interrupted, PushforwardError
 from pushforward.models import MODELS, Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model
 
 from ..data.builders import shaped
+from .toy import TEST_MODELS, registered  # noqa: F401  (the fixture, used by every test here)
 
-NAMES = list(MODELS)
+pytestmark = pytest.mark.usefixtures("registered")
+NAMES = list(MODELS) + list(TEST_MODELS)
 STEPS = 12
 KINDS = {"points": "moons", "images": "digits"}
 

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import PushforwardError
 from ..files import atomic_write_bytes, read_json, read_jsonl, script_json
+from ..models import MODELS, Model
 from ..runs import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
 from ..training.frames import read_snapshots
 
@@ -28,10 +29,9 @@ def _tensor(t: torch.Tensor) -> dict[str, Any]:
     return {"t": _TYPES[t.dtype], "s": list(t.shape), "b": base64.b64encode(raw).decode()}
 
 
-def _history(run: Path, model: str) -> dict[str, Any]:
-    """The logged losses (per phase for the GAN; the negative log-likelihood for the GMM)."""
+def _history(run: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """The logged series the model plots (``Model.curves``), per logged step."""
     rows = read_jsonl(run / HISTORY) if (run / HISTORY).exists() else []
-    names = {"gan": ["D_loss", "G_loss"], "gmm": ["loss"]}.get(model, ["loss"])
     num = lambda v: v if isinstance(v, (int, float)) and v == v and abs(v) < 1e30 else None  # noqa: E731
     rows = [r for r in rows if isinstance(r.get("step"), int)]
     return {
@@ -40,35 +40,37 @@ def _history(run: Path, model: str) -> dict[str, Any]:
     }
 
 
-TITLES = {
-    "gan": "A GAN: the generator pushes the z-plane forward, the discriminator pushes back",
-    "vae": "A VAE: the latent plane, its prior and its holes, and the decoder's map",
-    "gmm": "A Gaussian mixture: EM moves explicit components onto the data",
-}
+def model_of(run: Path) -> tuple[str, type[Model]]:
+    """The name and class of the model a run folder's config.json names."""
+    config = read_json(run / CONFIG)
+    name = config.get("model") if isinstance(config, dict) else None
+    if name not in MODELS:
+        raise PushforwardError(f"{run / CONFIG}: not a pushforward run's config; restore it")
+    return name, MODELS[name]
 
 
 def page(run: Path) -> str:
-    """The explorer of ``run`` as one HTML string."""
-    info, inputs, frames = read_snapshots(run)
-    config = read_json(run / CONFIG)
-    model = config.get("model") if isinstance(config, dict) else None
-    if model not in TITLES:
-        raise PushforwardError(f"{run / CONFIG}: not a pushforward run's config; restore it")
+    """The explorer of ``run`` as one HTML string: the frames, and the model's panels that say
+    how to draw them (models/drawing.py)."""
+    name, cls = model_of(run)
+    info, inputs, frames = read_snapshots(run, cls.panels)
     data = {
-        "model": model,
+        "model": name,
+        "unit": cls.step_unit,
         "info": info,
+        "panels": cls.panels(info),
         "inputs": {k: _tensor(v) for k, v in inputs.items()},
         "frames": [
             {k: _tensor(v) if torch.is_tensor(v) else v for k, v in f.items()} for f in frames
         ],
-        "history": _history(run, model),
+        "history": _history(run, cls.curves),
     }
     blob = script_json(data)
     script = resources.files(__package__).joinpath("explorer.js").read_text()
-    title = f"{model} on {info.get('data', '?')}: {len(frames)} frames of training"
+    title = f"{name} on {info.get('data', '?')}: {len(frames)} frames of training"
     return _PAGE.format(
         title=html.escape(title),
-        lead=html.escape(TITLES[model]),
+        lead=html.escape(cls.lead),
         run=html.escape(str(run)),
         data=blob,
         script=script,

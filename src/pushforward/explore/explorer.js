@@ -117,7 +117,7 @@ function images(canvas, u8, shape, cols, pick) {
   ctx.drawImage(off, 0, 0, img.width * s, img.height * s);
 }
 
-// ---------------------------------------------------------------- the panels of each kind
+// ---------------------------------------------------------------- the panels
 const panels = document.getElementById("panels");
 function panel(title, caption, legend) {
   const fig = document.createElement("figure"), c = document.createElement("canvas");
@@ -140,99 +140,95 @@ function panel(title, caption, legend) {
   return c.getContext("2d");
 }
 const I = D.inputs, info = D.info, Z = info.z_extent, zview = view([-Z, Z, -Z, Z]);
+const dview = info.extent ? view(info.extent) : zview;
 const frame = (i) => D.frames[i];
 const draw = [];
+let cur = 0;
 
-if (info.kind === "points") {
-  const dv = view(info.extent), truth = arr(I.true_log_density), labels = arr(I.labels);
-  const background = (ctx) => (truth ? densityMap(ctx, truth, 64) : (ctx.fillStyle = "#fff", ctx.fillRect(0, 0, SIZE, SIZE)));
-  const zl = I.z_lines && I.z_lines.s;
-  const plane = (xy) => { const out = new Float32Array((xy.length / zl[2]) * 2); for (let i = 0; i < out.length / 2; i++) { out[2 * i] = xy[i * zl[2]]; out[2 * i + 1] = xy[i * zl[2] + 1]; } return out; };
-  if (D.model === "gan") {
-    const zp = arr(I.z_points), zlines = plane(arr(I.z_lines)), col = (i) => hue(zp[2 * i], zp[2 * i + 1]);
-    const base = panel("Base space: z ~ N(0, I)", `The first two coordinates of ${zp.length / 2} fixed draws of z (of ${info.latent_dim}) and straight lines of the z-plane; a point's colour follows it into the data space.`);
-    const data = panel("Data space: G(z) over the true density", "The generator pushes the z-plane forward: the grid lines as G warps them and the same draws' samples, over the data's true density.", [DENSITY, "low", "high density"]);
-    const critic = panel(info.critic === "probability" ? "Discriminator: D(x) = P(real)" : "Critic score D(x)", "Where D calls the data real (red) or fake (blue), with the generator's samples; at balance it cannot tell them apart.", [CRITIC, info.critic === "probability" ? "0: fake" : "low", info.critic === "probability" ? "1: real" : "high"]);
-    draw.push((f) => {
-      base.fillStyle = "#fff"; base.fillRect(0, 0, SIZE, SIZE);
-      lines(base, zview, zlines, zl[0], zl[1], "rgba(0,0,0,0.25)");
-      points(base, zview, zp, col);
-      background(data);
-      lines(data, dv, arr(f.lines), zl[0], zl[1], "rgba(0,0,0,0.3)");
-      points(data, dv, arr(f.samples), col);
-      const d = arr(f.critic);
-      if (info.critic === "probability") map(critic, d.map((v) => 1 / (1 + Math.exp(-v))), 64, CRITIC, 0, 1);
-      else { let m = 1e-9; for (const v of d) m = Math.max(m, Math.abs(v)); map(critic, d, 64, CRITIC, -m, m); }
-      points(critic, dv, arr(f.samples), "#111", 1.2);
-    });
-  } else if (D.model === "vae") {
-    const zlines = plane(arr(I.z_lines));
-    const lat = panel("Latent plane: prior, encoder means, holes", "Background: the prior p(z). Dots: the encoder's means of held-out points, coloured by the mode they come from. Red: holes, where the prior puts mass and the encoder sends no data; decoding there gives samples off the data.", [DENSITY, "low", "high prior density"]);
-    const data = panel("Data space: decoded grid and samples", "The decoder's mean along straight lines of the latent plane, and samples (z from the prior, coloured by where z fell), over the true density.", [DENSITY, "low", "high density"]);
-    draw.push((f) => {
-      densityMap(lat, arr(f.log_p), 64);
-      holes(lat, arr(f.holes), 64);
-      points(lat, zview, arr(f.enc_mu), (i) => classColour(labels[i]), 1.4);
-      background(data);
-      lines(data, dv, arr(f.lines), zl[0], zl[1], "rgba(0,0,0,0.3)");
-      const pz = arr(f.prior_z);
-      points(data, dv, arr(f.samples), (i) => hue(pz[2 * i], pz[2 * i + 1]));
-    });
-  } else {
-    const pts = arr(I.points);
-    const comp = panel("The components through EM", "Each Gaussian as its 1- and 2-sigma ellipses (thicker: more weight) over the true density, with held-out points; EM moves them to the data's modes.", [DENSITY, "low", "high true density"]);
-    const dens = panel("The mixture's density", "log p(x) of the mixture at this iteration, scaled like the true density.", [DENSITY, "low", "high density"]);
-    draw.push((f) => {
-      background(comp);
-      points(comp, dv, pts, "rgba(0,0,0,0.35)", 1);
-      const w = arr(f.weights), mu = arr(f.means), cov = arr(f.covariances), K = w.length;
-      let wm = 0; for (const x of w) wm = Math.max(wm, x);
-      for (let k = 0; k < K; k++) {
-        comp.strokeStyle = TAB10[k % 10];
-        for (const s of [1, 2]) ellipse(comp, dv, mu.subarray(2 * k, 2 * k + 2), cov.subarray(4 * k, 4 * k + 4), s, 0.6 + 2.4 * (w[k] / wm));
-      }
-      densityMap(dens, arr(f.log_density), 64);
-    });
+// the layers a model's panels are made of (models/drawing.py); each names tensors of the
+// frame or of the fixed inputs
+function tensor(f, name) {
+  const e = f[name] || I[name];
+  return e ? { a: arr(e), s: e.s } : null;
+}
+function xy(t) {
+  // the first two coordinates of [..., k] as a flat [n * 2]
+  const k = t.s[t.s.length - 1];
+  if (k === 2) return t.a;
+  const out = new Float32Array((t.a.length / k) * 2);
+  for (let i = 0; i < out.length / 2; i++) { out[2 * i] = t.a[i * k]; out[2 * i + 1] = t.a[i * k + 1]; }
+  return out;
+}
+function colourOf(spec, f, alpha) {
+  if (typeof spec === "string") {
+    const n = parseInt(spec.slice(1), 16);
+    return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${alpha})`;
   }
-} else {
-  const shape = I.real.s;
-  const real = panel("Data", "64 held-out images, for comparison.");
-  images(real.canvas, arr(I.real), shape, 8);
-  const smp = panel("Samples from fixed z", "The model's samples from the same draws at every frame: watch them sharpen from noise.");
-  draw.push((f) => images(smp.canvas, arr(f.samples), f.samples.s, 8));
-  if (info.latent_side) {
-    const side = info.latent_side, labels = arr(I.labels);
-    const lat = panel("Latent plane: hover to decode, click two points", "Background: the prior; dots: encoder means of held-out images by class; red: holes. Hover to see the decoder's image there; click two points for the path between them.", [DENSITY, "low", "high prior density"]);
-    const dec = document.getElementById("decoded"), path = document.getElementById("path");
-    document.getElementById("latent-tools").hidden = false;
-    let clicks = [], cur = 0, hover = null;
-    const cell = ([zx, zy]) => {
-      const s = (2 * Z) / side, col = Math.min(side - 1, Math.max(0, Math.floor((zx + Z) / s)));
-      return Math.min(side - 1, Math.max(0, Math.floor((Z - zy) / s))) * side + col;
-    };
-    const decode = () => {
-      const f = frame(cur), li = f.latent_images;
-      if (hover) images(dec, arr(li), li.s, 1, [cell(hover)]);
-      if (clicks.length === 2) {
-        const [a, b] = clicks, idx = [];
-        for (let t = 0; t < 10; t++) idx.push(cell([a[0] + ((b[0] - a[0]) * t) / 9, a[1] + ((b[1] - a[1]) * t) / 9]));
-        images(path, arr(li), li.s, 10, idx);
-      }
-    };
-    const at = (e) => { const r = lat.canvas.getBoundingClientRect(); return zview.inv(((e.clientX - r.left) / r.width) * SIZE, ((e.clientY - r.top) / r.height) * SIZE); };
-    lat.canvas.addEventListener("mousemove", (e) => { hover = at(e); decode(); document.getElementById("zpos").textContent = `z = (${hover[0].toFixed(2)}, ${hover[1].toFixed(2)})`; });
-    lat.canvas.addEventListener("click", (e) => { clicks = clicks.length === 2 ? [at(e)] : [...clicks, at(e)]; render(cur); });
-    draw.push((f) => {
-      cur = D.frames.indexOf(f);
-      densityMap(lat, arr(f.log_p), 64);
-      holes(lat, arr(f.holes), 64);
-      points(lat, zview, arr(f.enc_mu), (i) => classColour(labels[i]), 1.4);
-      lat.fillStyle = "#000";
-      for (const c of clicks) lat.fillRect(zview.x(c[0]) - 4, zview.y(c[1]) - 4, 8, 8);
-      if (clicks.length === 2) { lat.beginPath(); lat.moveTo(zview.x(clicks[0][0]), zview.y(clicks[0][1])); lat.lineTo(zview.x(clicks[1][0]), zview.y(clicks[1][1])); lat.stroke(); }
-      decode();
-    });
-  }
+  if (spec.hue) { const p = xy(tensor(f, spec.hue)); return (i) => hue(p[2 * i], p[2 * i + 1]); }
+  const c = tensor(f, spec.class).a;
+  return (i) => classColour(c[i]);
+}
+const LAYERS = {
+  density: (ctx, v, L, f) => { const t = tensor(f, L.of); if (t) densityMap(ctx, t.a, t.s[0]); },
+  critic: (ctx, v, L, f) => {
+    const t = tensor(f, L.of), d = t.a;
+    if (L.scale === "sigmoid") map(ctx, d.map((x) => 1 / (1 + Math.exp(-x))), t.s[0], CRITIC, 0, 1);
+    else { let m = 1e-9; for (const x of d) m = Math.max(m, Math.abs(x)); map(ctx, d, t.s[0], CRITIC, -m, m); }
+  },
+  holes: (ctx, v, L, f) => { const t = tensor(f, L.of); holes(ctx, t.a, t.s[0]); },
+  lines: (ctx, v, L, f) => { const t = tensor(f, L.of); lines(ctx, v, xy(t), t.s[0], t.s[1], "rgba(0,0,0,0.3)"); },
+  points: (ctx, v, L, f) => points(ctx, v, tensor(f, L.of).a, colourOf(L.colour, f, L.alpha), L.size),
+  ellipses: (ctx, v, L, f) => {
+    const w = tensor(f, L.weights).a, mu = tensor(f, L.means).a, cov = tensor(f, L.covariances).a;
+    let wm = 0; for (const x of w) wm = Math.max(wm, x);
+    for (let k = 0; k < w.length; k++) {
+      ctx.strokeStyle = TAB10[k % 10];
+      for (const s of [1, 2]) ellipse(ctx, v, mu.subarray(2 * k, 2 * k + 2), cov.subarray(4 * k, 4 * k + 4), s, 0.6 + 2.4 * (w[k] / wm));
+    }
+  },
+  images: (ctx, v, L, f) => { const t = tensor(f, L.of); images(ctx.canvas, t.a, t.s, 8); },
+};
+
+function decoder(ctx, L) {
+  // hover a "z" panel to see the image decoded there, click two points for the path between
+  const dec = document.getElementById("decoded"), path = document.getElementById("path");
+  document.getElementById("latent-tools").hidden = false;
+  let clicks = [], hover = null;
+  const images_ = () => tensor(frame(cur), L.of), side = () => Math.round(Math.sqrt(images_().s[0]));
+  const cell = ([zx, zy]) => {
+    const n = side(), s = (2 * Z) / n, col = Math.min(n - 1, Math.max(0, Math.floor((zx + Z) / s)));
+    return Math.min(n - 1, Math.max(0, Math.floor((Z - zy) / s))) * n + col;
+  };
+  const decode = () => {
+    const li = images_();
+    if (hover) images(dec, li.a, li.s, 1, [cell(hover)]);
+    if (clicks.length === 2) {
+      const [a, b] = clicks, idx = [];
+      for (let t = 0; t < 10; t++) idx.push(cell([a[0] + ((b[0] - a[0]) * t) / 9, a[1] + ((b[1] - a[1]) * t) / 9]));
+      images(path, li.a, li.s, 10, idx);
+    }
+  };
+  const at = (e) => { const r = ctx.canvas.getBoundingClientRect(); return zview.inv(((e.clientX - r.left) / r.width) * SIZE, ((e.clientY - r.top) / r.height) * SIZE); };
+  ctx.canvas.addEventListener("mousemove", (e) => { hover = at(e); decode(); document.getElementById("zpos").textContent = `z = (${hover[0].toFixed(2)}, ${hover[1].toFixed(2)})`; });
+  ctx.canvas.addEventListener("click", (e) => { clicks = clicks.length === 2 ? [at(e)] : [...clicks, at(e)]; render(cur); });
+  return () => {
+    ctx.fillStyle = "#000";
+    for (const c of clicks) ctx.fillRect(zview.x(c[0]) - 4, zview.y(c[1]) - 4, 8, 8);
+    if (clicks.length === 2) { ctx.beginPath(); ctx.moveTo(zview.x(clicks[0][0]), zview.y(clicks[0][1])); ctx.lineTo(zview.x(clicks[1][0]), zview.y(clicks[1][1])); ctx.stroke(); }
+    decode();
+  };
+}
+
+const RAMPS = { density: DENSITY, critic: CRITIC };
+for (const p of D.panels) {
+  const ctx = panel(p.title, p.caption, p.legend && [RAMPS[p.legend[0]], p.legend[1], p.legend[2]]);
+  const v = p.space === "z" ? zview : dview;
+  const tools = p.layers.filter((L) => L.draw === "decoder").map((L) => decoder(ctx, L));
+  draw.push((f) => {
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, SIZE, SIZE);
+    for (const L of p.layers) if (LAYERS[L.draw]) LAYERS[L.draw](ctx, v, L, f);
+    tools.forEach((t) => t());
+  });
 }
 
 // ---------------------------------------------------------------- the loss curve and the timeline
@@ -259,9 +255,9 @@ const slider = document.getElementById("timeline"), label = document.getElementB
 slider.max = D.frames.length - 1;
 function render(i) {
   const f = frame(i);
+  cur = i;
   draw.forEach((d) => d(f));
-  const unit = D.model === "gmm" ? "EM iteration" : "step";
-  label.textContent = `${unit} ${f.step.toLocaleString("en")} of ${D.frames[D.frames.length - 1].step.toLocaleString("en")} (frame ${i + 1} of ${D.frames.length}, ${f.seconds.toFixed(1)} s)`;
+  label.textContent = `${D.unit} ${f.step.toLocaleString("en")} of ${D.frames[D.frames.length - 1].step.toLocaleString("en")} (frame ${i + 1} of ${D.frames.length}, ${f.seconds.toFixed(1)} s)`;
   drawCurve(f.step);
 }
 slider.addEventListener("input", () => render(+slider.value));

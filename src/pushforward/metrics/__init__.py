@@ -49,6 +49,9 @@ class EvalInput:
 class Metric:
     compute: Callable[[EvalInput], dict[str, Any]]
     applies: Callable[[EvalInput], str | None]  # None if it applies, else the reason it does not
+    # the keys a reader compares first, each (key, label, the key of its floor or None): the
+    # reports show them as rows and fold the rest under "all numbers"
+    key_numbers: tuple[tuple[str, str, str | None], ...] = ()
 
 
 def _needs(capability: type, what: str) -> Callable[[EvalInput], str | None]:
@@ -140,13 +143,37 @@ def _modes(e: EvalInput) -> dict[str, Any]:
     )
 
 
+def _true_nll(e: EvalInput) -> dict[str, Any]:
+    assert e.true_log_prob is not None
+    return true_nll(e.true_log_prob, e.fake, e.real)
+
+
 METRICS: dict[str, Metric] = {
-    "nll": Metric(_nll, _nll_applies),
-    "elbo": Metric(_elbo, _needs(LikelihoodBound, "elbo")),
-    "true_nll": Metric(lambda e: true_nll(e.true_log_prob, e.fake, e.real), _needs_truth),  # type: ignore[arg-type]
-    "modes": Metric(_modes, _needs_modes),
-    "two_sample": Metric(_two_sample, _needs_points),
-    "features": Metric(_features, _needs_labelled_images),
+    "nll": Metric(_nll, _nll_applies, (("nll_nats", "NLL, nats (lower is better)", None),)),
+    "elbo": Metric(
+        _elbo, _needs(LikelihoodBound, "elbo"), (("elbo", "ELBO, nats (higher is better)", None),)
+    ),
+    "true_nll": Metric(
+        _true_nll,
+        _needs_truth,
+        (("true_nll_nats", "samples' NLL under the true density", "true_entropy_nats"),),
+    ),
+    "modes": Metric(
+        _modes,
+        _needs_modes,
+        (("modes", "modes captured", None), ("hq_fraction", "high-quality samples", None)),
+    ),
+    "two_sample": Metric(_two_sample, _needs_points, (("mmd", "MMD² to test points", None),)),
+    "features": Metric(
+        _features,
+        _needs_labelled_images,
+        (
+            ("fd", "Fréchet distance (lower is better)", "fd_floor"),
+            ("precision", "precision", "precision_floor"),
+            ("recall", "recall", "recall_floor"),
+            ("class_kl", "class balance KL (0 is best)", "class_kl_floor"),
+        ),
+    ),
     "latent": Metric(_latent, _needs(Encoder, "encoder")),
 }
 

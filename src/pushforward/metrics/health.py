@@ -18,8 +18,9 @@ import torch
 
 from ..data import Dataset
 from ..models import MODELS, Encoder, Model
+from ..models.priors import encoder_means
 from .features import prdc
-from .latent import active_units, encoder_means
+from .latent import active_units
 
 SPREAD_FLOOR = 0.1  # samples' mean squared pairwise distance over the data's
 COVERAGE_FLOOR = 0.1  # fraction of held-out examples with a sample among their 5 neighbours
@@ -58,7 +59,7 @@ def health(
             )
     if isinstance(model, Encoder):
         seen = data.test if data.test is not None else data.train
-        mu = encoder_means(model, seen[:n].to(model.device))[0]
+        mu = encoder_means(model.encode, seen[:n].to(model.device))[0]
         numbers["active_units"] = active_units(mu)
         if numbers["active_units"] == 0:
             reasons.append(

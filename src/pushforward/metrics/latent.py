@@ -7,7 +7,6 @@ same mixture (He et al. 2019's estimator), and so does the KL(q(z) || p(z)) Mont
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -15,34 +14,13 @@ import torch
 from ..models.base import Encoder
 from ..models.priors import (
     StandardNormal,
+    encoder_means,
     kl_standard_normal,
-    log_normal_components,
+    log_aggregate_posterior,
     log_normal_standardized,
 )
 
-
-def log_aggregate_posterior(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 512
-) -> torch.Tensor:
-    """log q(z) under the mixture of the n posteriors: z [M, d] -> [M]."""
-    out = [torch.logsumexp(log_normal_components(c, mu, logvar), 1) for c in z.split(chunk)]
-    return torch.cat(out) - math.log(len(mu))
-
-
 ACTIVE_VARIANCE = 0.01  # a latent dimension is active when its code mean varies more than this
-
-
-@torch.no_grad()
-def encoder_means(
-    model: Encoder, x: torch.Tensor, chunk: int = 500
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, logvar) of q(z|x) for x [n, *shape] on the model's device: two [n, d], float64
-    on the CPU."""
-    mu, logvar = (
-        torch.cat(t).double().cpu()
-        for t in zip(*(model.encode(c) for c in x.split(chunk)), strict=True)
-    )
-    return mu, logvar
 
 
 def active_units(mu: torch.Tensor) -> int:
@@ -57,7 +35,7 @@ def latent_metrics(
     """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction."""
     g = torch.Generator().manual_seed(seed)
     x = real[:n]
-    mu, logvar = encoder_means(model, x)
+    mu, logvar = encoder_means(model.encode, x)
     std = (0.5 * logvar).exp()
     z = mu + std * torch.randn(mu.shape, generator=g, dtype=mu.dtype)  # one z ~ q(z|x) per x
     log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]

@@ -10,8 +10,14 @@ instead of probing for methods:
 - :class:`Encoder`: ``encode`` x to a posterior over z with a ``prior`` (the VAE);
 - :class:`FitsByEM`: fitted in closed form by ``fit``, not by the gradient loop (the GMM).
 
-What a model shows in ``demo`` and ``bench`` (``explain``, ``bench_options``) lives on the class
-too, so a new model is one new file and one line in ``MODELS``.
+What a model shows lives on the class too: in ``demo`` and ``bench`` (``explain``, ``demo``,
+``bench_options``), in the explorer and its GIF (``frame_setup``, ``frame``, ``panels``, with the
+vocabulary of models/drawing.py; a model that declares none shows its samples and loss curve)
+and in the reports (``curves``, ``curve_label``, ``step_unit``). So a new model is one new file
+and one line in ``MODELS``, and nothing outside it names a model.
+
+May import torch, the data types and models/drawing.py; imported by every model and by all
+that uses one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset
+from .drawing import POINTS, FrameView, sample_panels
 
 
 class Model(nn.Module, ABC):
@@ -35,6 +42,12 @@ class Model(nn.Module, ABC):
     phases: ClassVar[tuple[str, ...]] = ()  # empty for models fitted by EM
     explain: ClassVar[str]  # one line for reports: what the model is, explicit or implicit
     failure_hint: ClassVar[str]  # what to try when a trained model has visibly failed
+    # how it shows itself in the explorer and the reports
+    lead: ClassVar[str] = "A generative model: its samples as training goes on"
+    curves: ClassVar[tuple[str, ...]] = ("loss",)  # the metrics.jsonl series plotted
+    curve_label: ClassVar[str] = "loss"  # the curves' axis
+    step_unit: ClassVar[str] = "step"  # what a step of its training is called
+    demo: ClassVar[dict[str, dict[str, Any]]] = {}  # data set -> options ``demo`` fits it with
     config: Any
     data_shape: tuple[int, ...]
 
@@ -110,6 +123,38 @@ class Model(nn.Module, ABC):
     @property
     def device(self) -> torch.device:
         return next(iter(self.state_dict().values())).device
+
+    # ------------------------------------------------------------------ its frames
+
+    def frame_refusal(self, data: Dataset) -> str | None:
+        """Why the explorer cannot draw this model on ``data`` (then a run takes no frames by
+        default and refuses --snapshots), or None."""
+        return None
+
+    def frame_images(self, data: Dataset) -> int:
+        """Images a frame holds besides its samples (for the bound on the frames' size)."""
+        return 0
+
+    def frame_setup(self, view: FrameView) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """What the page needs to know about this run's frames (JSON values) and inputs fixed
+        for the whole run (written with the frames, except names starting with "_")."""
+        return {}, {}
+
+    def frame(
+        self, view: FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """What the model does at this step to the fixed ``inputs`` (eval mode, no gradients),
+        as CPU tensors the panels name; image samples are added by the caller. By default:
+        points sampled from the same random numbers at every frame."""
+        if view.kind == "points":
+            return {"samples": self.sample(POINTS, generator).float().cpu()}
+        return {}
+
+    @classmethod
+    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
+        """How the explorer draws a frame (models/drawing.py), given what ``frame_setup`` said
+        (``info``, with ``kind`` and ``data``): by default, the samples."""
+        return sample_panels(info["kind"])
 
 
 class ExactDensity(ABC):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from torch import nn
 from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
+from . import drawing as dr
 from .base import Model
 from .nets import Standardize, adam, check_arch, decoder, encoder
 
@@ -117,6 +118,13 @@ class GAN(Model):
         "a longer run (--steps), the defaults of --lr, --beta1, --beta2, --r1 and --ema, "
         "or --pack 2"
     )
+
+    lead = "A GAN: the generator pushes the z-plane forward, the discriminator pushes back"
+    curves = ("D_loss", "G_loss")
+    demo: ClassVar[dict[str, dict[str, Any]]] = {
+        "ring8": {"steps": 4000},
+        "digits": {"steps": 3000},
+    }  # its defaults: R1, EMA of G
 
     @classmethod
     def resolve_config(cls, cfg: GANConfig, data: Dataset, seed: int = 0) -> GANConfig:
@@ -323,3 +331,76 @@ class GAN(Model):
         x = self.generate(z, net).float()
         net.train(was)
         return x
+
+    # ------------------------------------------------------------------ its frames
+
+    def frame_refusal(self, data: Dataset) -> str | None:
+        if data.kind == "points" and self.config.latent_dim < 2:
+            return (
+                "the explorer draws the plane of z's first two coordinates, and --latent-dim is 1"
+            )
+        return None
+
+    def frame_setup(self, view: dr.FrameView) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Fixed draws of z and straight lines of the z-plane (2-D points)."""
+        extent = 1.0 if self.config.noise == "uniform" else dr.Z_EXTENT  # a uniform z's square
+        probability = self.config.loss in ("ns", "minimax")
+        info = {"z_extent": extent, "critic": "probability" if probability else "score"}
+        if view.kind != "points":
+            return info, {}
+        z = self.noise(dr.POINTS, torch.Generator().manual_seed(view.seed))  # [POINTS, d]
+        info["latent_dim"] = self.config.latent_dim
+        return info, {
+            "z_lines": dr.z_lines(self.config.latent_dim, extent),
+            "z_points": z[:, :2],
+            "_z": z,
+        }
+
+    def frame(
+        self, view: dr.FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """G (its average, if kept) applied to the z-lines and the fixed draws; D over the
+        data plane, each cell's point repeated into a pack."""
+        if view.kind != "points" or view.extent is None:
+            return {}
+        net, dev, lines = self.generator_ema or self.generator, self.device, inputs["z_lines"]
+        warped = self.generate(lines.reshape(-1, lines.shape[-1]).to(dev), net).float().cpu()
+        grid = dr.plane(view.extent).to(dev)
+        critic = self.discriminate(grid.repeat_interleave(self.config.pack, 0)).float().cpu()
+        return {
+            "lines": warped.reshape(*lines.shape[:2], 2),  # [2 * LINES, LINE_POINTS, 2]
+            "samples": self.generate(inputs["_z"].to(dev), net).float().cpu(),  # [POINTS, 2]
+            "critic": critic.reshape(dr.RES, dr.RES),
+        }
+
+    @classmethod
+    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
+        if info["kind"] != "points":
+            return dr.sample_panels(info["kind"])
+        probability = info.get("critic") == "probability"
+        follow = {"hue": "z_points"}
+        base = dr.panel(
+            "Base space: z ~ N(0, I)",
+            f"The first two coordinates of {dr.POINTS} fixed draws of z (of "
+            f"{info.get('latent_dim')}) and straight lines of the z-plane; a point's colour "
+            "follows it into the data space.",
+            "z",
+            [dr.lines("z_lines"), dr.dots("z_points", follow)],
+        )
+        data = dr.panel(
+            "Data space: G(z) over the true density",
+            "The generator pushes the z-plane forward: the grid lines as G warps them and the "
+            "same draws' samples, over the data's true density.",
+            "data",
+            [dr.density("true_log_density"), dr.lines("lines"), dr.dots("samples", follow)],
+            dr.DENSITY_LEGEND,
+        )
+        judge = dr.panel(
+            "Discriminator: D(x) = P(real)" if probability else "Critic score D(x)",
+            "Where D calls the data real (red) or fake (blue), with the generator's samples; "
+            "at balance it cannot tell them apart.",
+            "data",
+            [dr.critic("critic", probability), dr.dots("samples", "#111111", 1.2)],
+            ("critic", "0: fake", "1: real") if probability else ("critic", "low", "high"),
+        )
+        return [base, data, judge]

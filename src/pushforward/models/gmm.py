@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from ..config import check_bounds, option
 from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
 from ..resources import check_fits
+from . import drawing as dr
 from .base import ExactDensity, FitsByEM, Model
 from .gmm_search import DEFAULT_EM_STEPS, choose_components, parameters_per_component
 from .kmeans import kmeans, kmeans_plusplus
@@ -69,6 +70,13 @@ class GMM(Model, ExactDensity, FitsByEM):
     Config = GMMConfig
     explain = "explicit density: a weighted sum of Gaussians, fitted by EM"
     failure_hint = "more --components, or a larger --reg-covar"
+    lead = "A Gaussian mixture: EM moves explicit components onto the data"
+    curve_label = "-log-likelihood / point"
+    step_unit = "EM iteration"
+    demo: ClassVar[dict[str, dict[str, Any]]] = {
+        "ring8": {"components": 8},
+        "digits": {"components": 10, "reg_covar": 1e-2},
+    }
     weights: torch.Tensor  # [K]
     means: torch.Tensor  # [K, D]
     covariances: torch.Tensor  # [K, D, D] (full) or [K, D] (diag)
@@ -371,6 +379,47 @@ class GMM(Model, ExactDensity, FitsByEM):
         if callback:
             callback(0, math.nan)  # the k-means start
         return self.em(x, max_iter, callback)
+
+    # ------------------------------------------------------------------ its frames
+
+    def frame(
+        self, view: dr.FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """2-D points: the parameters at this EM iteration and the density they define."""
+        if view.kind != "points" or view.extent is None:
+            return {}
+        cov = self.covariances.float().cpu()
+        return {
+            "weights": self.weights.float().cpu(),  # [K]
+            "means": self.means.float().cpu(),  # [K, 2]
+            "covariances": cov if cov.dim() == 3 else torch.diag_embed(cov),  # [K, 2, 2]
+            "log_density": dr.log_map(self.log_prob(dr.plane(view.extent).to(self.means.device))),
+        }
+
+    @classmethod
+    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
+        if info["kind"] != "points":
+            return dr.sample_panels(info["kind"])
+        components = dr.panel(
+            "The components through EM",
+            "Each Gaussian as its 1- and 2-sigma ellipses (thicker: more weight) over the true "
+            "density, with held-out points; EM moves them to the data's modes.",
+            "data",
+            [
+                dr.density("true_log_density"),
+                dr.dots("points", "#000000", 1.0, 0.35),
+                dr.ellipses("weights", "means", "covariances"),
+            ],
+            ("density", "low", "high true density"),
+        )
+        mixture = dr.panel(
+            "The mixture's density",
+            "log p(x) of the mixture at this iteration, scaled like the true density.",
+            "data",
+            [dr.density("log_density")],
+            dr.DENSITY_LEGEND,
+        )
+        return [components, mixture]
 
 
 def _squares(x: torch.Tensor) -> torch.Tensor:

@@ -163,3 +163,25 @@ def make_prior(
     if name == "vamp":
         return VampPrior(latent_dim, components, data_shape, encode, images=len(data_shape) == 3)
     return StandardNormal(latent_dim)
+
+
+def log_aggregate_posterior(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 512
+) -> torch.Tensor:
+    """log q(z) under the mixture of the n posteriors: z [M, d] -> [M]."""
+    out = [torch.logsumexp(log_normal_components(c, mu, logvar), 1) for c in z.split(chunk)]
+    return torch.cat(out) - math.log(len(mu))
+
+
+@torch.no_grad()
+def encoder_means(
+    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    chunk: int = 500,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of q(z|x) = ``encode(x)`` for x [n, *shape] on the model's device: two
+    [n, d], float64 on the CPU."""
+    mu, logvar = (
+        torch.cat(t).double().cpu() for t in zip(*(encode(c) for c in x.split(chunk)), strict=True)
+    )
+    return mu, logvar

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from torch import nn
 from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
+from . import drawing as dr
 from .base import Encoder, LikelihoodBound, Model
 from .nets import Standardize, adam, check_arch, decoder, encoder
 from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
@@ -79,6 +80,11 @@ class VAE(Model, LikelihoodBound, Encoder):
     phases = ("main",)
     explain = "implicit: z ~ N(0, I) through a decoder, trained on the ELBO"
     failure_hint = "a longer run (--steps), --kl-warmup 1000 or --free-bits 0.1"
+    lead = "A VAE: the latent plane, its prior and its holes, and the decoder's map"
+    demo: ClassVar[dict[str, dict[str, Any]]] = {
+        "ring8": {"latent_dim": 2, "hidden": 128, "batch_size": 256, "steps": 3000},
+        "digits": {"latent_dim": 8, "hidden": 256, "epochs": 150},
+    }
     steps_done: torch.Tensor  # [] training steps taken, for the KL warm-up
 
     @classmethod
@@ -354,3 +360,70 @@ class VAE(Model, LikelihoodBound, Encoder):
         t = torch.linspace(0, 1, steps, device=za.device)[None, :, None]
         z = za[:, None] * (1 - t) + zb[:, None] * t  # [B, steps, d]
         return self.decode_mean(z.flatten(0, 1))
+
+    # ------------------------------------------------------------------ its frames
+
+    def frame_refusal(self, data: Dataset) -> str | None:
+        if data.kind == "points" and self.config.latent_dim < 2:
+            return (
+                "the explorer draws the plane of z's first two coordinates, and --latent-dim is 1"
+            )
+        return None
+
+    def _hoverable(self, kind: str) -> bool:
+        """Images with a 2-d z: the page decodes the whole latent plane, cell by cell."""
+        return kind == "images" and self.config.latent_dim == 2
+
+    def frame_images(self, data: Dataset) -> int:
+        return dr.latent_side(data.shape) ** 2 if self._hoverable(data.kind) else 0
+
+    def frame_setup(self, view: dr.FrameView) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        d = self.config.latent_dim
+        if view.kind == "points":
+            return {"latent_dim": d}, {"z_lines": dr.z_lines(d, dr.Z_EXTENT)}
+        return (
+            {"latent_side": dr.latent_side(view.shape)} if self._hoverable(view.kind) else {}
+        ), {}
+
+    def frame(
+        self, view: dr.FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Points: the decoder's mean along the z-lines and samples from the prior; the latent
+        plane (models/drawing.py) for points, and for images with a 2-d z, decoded there."""
+        out: dict[str, torch.Tensor] = {}
+        if view.kind == "points":
+            lines = inputs["z_lines"]
+            z = self.prior.sample(dr.POINTS, generator).float()
+            out["prior_z"] = z[:, :2].cpu()
+            out["samples"] = self.generate(z, generator).float().cpu()
+            means = self.decode_mean(lines.reshape(-1, lines.shape[-1]).to(self.device))
+            out["lines"] = means.float().cpu().reshape(*lines.shape[:2], 2)
+        elif not self._hoverable(view.kind):
+            return out
+        out.update(
+            dr.latent_plane(self.encode, self.prior, view.encoded.to(self.device), generator)
+        )
+        if view.kind == "images":
+            side = dr.latent_side(view.shape)
+            zs = dr.plane((-dr.Z_EXTENT, dr.Z_EXTENT, -dr.Z_EXTENT, dr.Z_EXTENT), side)
+            out["latent_images"] = dr.to_bytes(self.decode_mean(zs.to(self.device)))
+        return out
+
+    @classmethod
+    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
+        if info["kind"] != "points":
+            hover = [dr.latent_panel(True)] if info.get("latent_side") else []
+            return dr.sample_panels(info["kind"]) + hover
+        data = dr.panel(
+            "Data space: decoded grid and samples",
+            "The decoder's mean along straight lines of the latent plane, and samples (z from "
+            "the prior, coloured by where z fell), over the true density.",
+            "data",
+            [
+                dr.density("true_log_density"),
+                dr.lines("lines"),
+                dr.dots("samples", {"hue": "prior_z"}),
+            ],
+            dr.DENSITY_LEGEND,
+        )
+        return [dr.latent_panel(False), data]

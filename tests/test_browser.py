@@ -119,7 +119,7 @@ def test_the_demo_report_fits_the_window_and_links_its_explorers(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from pushforward.report import run_demo
+    from pushforward.reports import run_demo
 
     plan = [
         ("ring8", "gmm", {"components": 8}),

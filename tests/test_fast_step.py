@@ -24,7 +24,7 @@ from pushforward.training import parts
 
 FAULTS = """
 import resource, sys, torch
-from pushforward.resources import keep_freed_memory
+from pushforward.limits import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def step():  # ten 8 MiB temporaries alive at once, then all freed, as in a training step

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pushforward.report import run_demo
+from pushforward.reports import run_demo
 
 
 def _warnings(path: str) -> tuple[dict, list[str]]:

@@ -284,7 +284,7 @@ def test_a_second_writer_is_refused_while_a_run_trains(cli, tmp_path: Path) -> N
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
     # a killed holder releases the lock with its process: the next writer gets it
-    from pushforward.runs import lock, unlock
+    from pushforward.run_folder import lock, unlock
 
     lock(tmp_path / "r")
     unlock(tmp_path / "r")

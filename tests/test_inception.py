@@ -20,8 +20,8 @@ from PIL import Image
 
 from pushforward.errors import PushforwardError
 from pushforward.metrics.inception import FIDInception, find_weights, load_inception, pool_features
+from pushforward.metrics.pth import read_state_dict
 from pushforward.metrics.scores import FeatureStats, frechet_from_stats, kid
-from pushforward.pth import read_state_dict
 
 from .conftest import PicklePayload, assert_user_error
 

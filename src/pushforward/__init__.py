@@ -1,5 +1,8 @@
 """pushforward: a simple Gaussian base distribution pushed through a network approximates complex
-data (VAEs, GANs), with the explicit Gaussian mixture as the baseline. Follows arXiv 2503.01898."""
+data (VAEs, GANs), with the explicit Gaussian mixture as the baseline. Follows arXiv 2503.01898.
+
+May import, of this package: run, version.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The ``pushforward`` command: a Ctrl-C while the library is still importing (torch takes
-seconds) ends as quietly as one during a command, with status 130 and no traceback."""
+seconds) ends as quietly as one during a command, with status 130 and no traceback.
+
+May import, of this package: cli.
+"""
 
 import sys
 

@@ -1,28 +1,36 @@
 """The command line: parse arguments, dispatch to the library, print. No model or data logic.
 
 A user error (PushforwardError or a bad flag) prints one ``error: ...`` line and exits with 2.
+
+May import, of this package: config, data, dist, errors, experiments, explore, files,
+metrics/compare, models, plots, recipes, reports, run, run_folder, training/loop, version.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import math
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import torch
 
-from . import compare, dist, recipes
+from . import dist, recipes
 from .config import INT_LIMIT, TrainConfig, add_flags
 from .errors import Interrupted, PushforwardError
 from .files import atomic_write_bytes, safe_name
+from .metrics import compare
 from .models import MODELS
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .run import EvalOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +66,6 @@ def _positive(text: str) -> float:
 
 
 SEED = _whole(-INT_LIMIT)
-IWAE_K = 100_000  # the IWAE papers' largest is 5,000; each example costs k decoder passes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,18 +147,20 @@ def _sampler_flag(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--sampler", default="prior", choices=("prior", "gmm"), help=help)
 
 
-def _eval_options(parser: argparse.ArgumentParser) -> None:
-    """The options eval and bench share: seed, the IWAE sample count, held-out examples."""
-    parser.add_argument("--seed", type=SEED, default=0)
-    parser.add_argument(
-        "-k",
-        type=_whole(1, IWAE_K),
-        default=1000,
-        help="importance samples of the VAE's IWAE bound",
-    )
-    parser.add_argument(
-        "--n-real", type=_whole(1), default=None, help="use only the first N held-out examples"
-    )
+def _eval_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """EvalOptions' flags (eval: all; bench: the seed, -k and --n-real), typed and checked
+    once, where EvalOptions is built from what was given."""
+    from .run import FLAGS, EvalOptions
+
+    add_flags(parser, EvalOptions, only, FLAGS)
+
+
+def _eval_given(args: argparse.Namespace) -> EvalOptions:
+    """The EvalOptions of the flags given (the others at their defaults)."""
+    from .run import EvalOptions
+
+    names = {f.name for f in dataclasses.fields(EvalOptions)}
+    return EvalOptions(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def _bench_parser(bench: argparse.ArgumentParser) -> None:
@@ -161,7 +170,7 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         "--budget-minutes", type=_positive, default=2.0, help="training time per model"
     )
     bench.add_argument("--out", default=None, help="report folder (default bench-DATA)")
-    _eval_options(bench)
+    _eval_flags(bench, ("seed", "k", "n_real"))
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--data-dir", default=None)
     bench.add_argument(
@@ -204,18 +213,7 @@ def _experiment_parser(exp: argparse.ArgumentParser) -> None:
 
 def _eval_parser(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("run")
-    ev.add_argument(
-        "--metrics", default=None, help="comma-separated names (default: all that apply)"
-    )
-    ev.add_argument("--split", default="test", choices=("train", "test"))
-    ev.add_argument("--data", default=None, help="evaluate on other data, e.g. npy:held_out.npy")
-    ev.add_argument(
-        "--n-fake", type=_whole(2), default=10_000, help="model samples for sample metrics"
-    )
-    ev.add_argument("--features", default="classifier", choices=("classifier", "inception"))
-    ev.add_argument("--feature-weights", default=None, help="Inception weights file (.pth)")
-    _eval_options(ev)
-    _sampler_flag(ev, "vae: where sample metrics draw z from")
+    _eval_flags(ev)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -280,27 +278,11 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from .run import Run
-    from .runs import EVAL
+    from .run_folder import EVAL
 
+    opts = _eval_given(args)  # checked before the run is read
     run = Run.load(args.run)
-    names = None if args.metrics is None else [m.strip() for m in args.metrics.split(",")]
-    if names is not None and not all(names):
-        raise PushforwardError(
-            f"--metrics {args.metrics!r}: an empty name; give names separated by commas, or "
-            "leave --metrics out for all that apply"
-        )
-    res = run.evaluate(
-        names,
-        split=args.split,
-        data=args.data,
-        n_fake=args.n_fake,
-        seed=args.seed,
-        k=args.k,
-        n_real=args.n_real,
-        sampler=args.sampler,
-        features=args.features,
-        feature_weights=args.feature_weights,
-    )
+    res = run.score(opts)
     width = max(len(k) for k in res)
     for key, v in res.items():
         if isinstance(v, list):
@@ -323,21 +305,22 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .report import run_bench
+    from .reports import run_bench
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise PushforwardError(f"--models {args.models!r}: choose from {', '.join(MODELS)}")
     out = Path(args.out or f"bench-{safe_name(args.data, keep='-_')}")
+    opts = _eval_given(args)
     path = run_bench(
         out,
         args.data,
         models,
         args.budget_minutes,
-        seed=args.seed,
-        k=args.k,
-        n_real=args.n_real,
+        seed=opts.seed,
+        k=opts.k,
+        n_real=opts.n_real,
         device=args.device,
         data_dir=args.data_dir,
         test_data=args.test_data,
@@ -362,7 +345,7 @@ def _cmd_explore(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .report import run_demo
+    from .reports import run_demo
 
     path = run_demo(Path(args.out))
     print(f"wrote {path}")

@@ -4,6 +4,8 @@ Every option lives in exactly one dataclass field (``TrainConfig`` here, a model
 of its own file). Flags, ``--config FILE.toml``, ``--set key=value`` and the run folder's
 ``config.json`` are all views of those fields, resolved in the order
 defaults < TOML file < flags < ``--set``.
+
+May import, of this package: errors, limits.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import PushforwardError
-from .resources import read_file
+from .limits import read_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -229,9 +231,17 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     return value
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per field; defaults are suppressed so we can tell what the user actually gave."""
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    only: tuple[str, ...] | None = None,
+    spelled: dict[str, str] | None = None,
+) -> None:
+    """One flag per field (of those named in ``only``; ``spelled`` gives the flags not spelled
+    --NAME); defaults are suppressed so we can tell what the user actually gave."""
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         base, _ = _field_type(cls, f)
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(f)}
         if base is bool:
@@ -240,7 +250,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["type"] = str
             choices = f.metadata.get("choices")
             kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else f.name.upper()
-        parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+        parser.add_argument((spelled or {}).get(f.name, _flag(f.name)), dest=f.name, **kwargs)
 
 
 def _help(f: dataclasses.Field[Any]) -> str:

@@ -2,6 +2,8 @@
 
 Under ``torchrun`` the environment carries RANK/WORLD_SIZE; without it this is rank 0 of 1, so
 callers never branch on "am I distributed".
+
+May import, of this package: errors.
 """
 
 from __future__ import annotations

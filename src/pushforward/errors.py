@@ -2,6 +2,8 @@
 
 The CLI prints it as a single ``error: ...`` line and exits with status 2, so every message
 names the bad file or option and says what to do about it.
+
+Imports nothing of this package: any module may import it.
 """
 
 

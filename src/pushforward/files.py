@@ -4,6 +4,8 @@ always written atomically, read with their size bounded and never unpickled.
 A crash or a kill mid-write must never leave a half-written file where a good one stood, so every
 write goes to a temporary file in the same folder, is flushed to disk, then renamed over the target.
 Loading never unpickles: safetensors and JSON carry data only.
+
+May import, of this package: errors, limits, version.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import PushforwardError
-from .resources import read_file
+from .limits import read_file
 from .version import __version__
 
 _UMASK = os.umask(0)

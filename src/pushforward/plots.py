@@ -1,4 +1,7 @@
-"""Pure functions that turn tensors into figures. No model or training logic here."""
+"""Pure functions that turn tensors into figures. No model or training logic here.
+
+May import, of this package: files.
+"""
 
 from __future__ import annotations
 

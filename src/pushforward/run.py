@@ -1,35 +1,86 @@
 """The :class:`Run` handle: a trained run folder to sample from, evaluate and look into, used by
-the CLI and the Python API alike."""
+the CLI and the Python API alike.
+
+May import, of this package: config, data, dist, errors, files, limits, metrics, metrics/health,
+models, models/saved, run_folder, training/checkpoint.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import INT_LIMIT, TrainConfig, coerce, option
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
 from .errors import PushforwardError
 from .files import atomic_write_json, read_json, read_jsonl
+from .limits import check_fits
 from .metrics import EvalInput, evaluate
 from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model
-from .resources import check_fits
-from .runs import (
+from .models.saved import load_model, save_model
+from .run_folder import (
     CHECKPOINTS,
     EVAL,
     HISTORY,
     WEIGHTS,
     WEIGHTS_META,
-    load_model,
     read_train_config,
-    save_model,
 )
 from .training.checkpoint import LAST_JSON
+
+IWAE_K = 100_000  # the IWAE papers' largest is 5,000; each example costs k decoder passes
+FLAGS = {"k": "-k"}  # the flags spelled other than --NAME
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How a run is scored (``pushforward eval`` fills it from its flags, ``Run.evaluate`` from
+    keywords): each option declared once with its type, bounds and choices, and every value
+    checked (and a flag's string typed) where the options are built, whatever built them."""
+
+    metrics: str | None = option(None, "comma-separated names (default: all that apply)")
+    split: str = option("test", "the held-out split scored", ("train", "test"))
+    data: str | None = option(None, "evaluate on other data, e.g. npy:held_out.npy")
+    n_fake: int = option(10_000, "model samples for sample metrics", at_least=2)
+    seed: int = option(0, "seed of the samples and the estimates", at_least=-INT_LIMIT)
+    k: int = option(1000, "importance samples of the IWAE bound", at_least=1, at_most=IWAE_K)
+    n_real: int | None = option(None, "use only the first N held-out examples", at_least=1)
+    sampler: str = option(
+        "prior",
+        "vae: where sample metrics draw z from (an ex-post GMM of the codes)",
+        ("prior", "gmm"),
+    )
+    features: str = option(
+        "classifier",
+        "the sample metrics' features: the data set's classifier, or the FID network's",
+        ("classifier", "inception"),
+    )
+    feature_weights: str | None = option(None, "Inception weights file (.pth)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+            object.__setattr__(
+                self, f.name, coerce(EvalOptions, f.name, getattr(self, f.name), flag)
+            )
+        if self.metrics is not None and not all(m.strip() for m in self.metrics.split(",")):
+            raise PushforwardError(
+                f"--metrics {self.metrics!r}: an empty name; give names separated by commas, or "
+                "leave --metrics out for all that apply"
+            )
+
+    @property
+    def names(self) -> list[str] | None:
+        """The metrics asked for, or None for every one that applies."""
+        return None if self.metrics is None else [m.strip() for m in self.metrics.split(",")]
 
 
 def _checkpoint_step(path: Path) -> int | None:
@@ -215,32 +266,22 @@ class Run:
         return z, None if labels is None else labels[:n]
 
     def evaluate(
-        self,
-        metrics: list[str] | None = None,
-        split: str = "test",
-        data: str | None = None,
-        n_fake: int = 10_000,
-        seed: int = 0,
-        write: bool = True,
-        k: int = 1000,
-        n_real: int | None = None,
-        sampler: str = "prior",
-        features: str = "classifier",
-        feature_weights: str | None = None,
+        self, metrics: list[str] | None = None, write: bool = True, **options: Any
     ) -> dict[str, Any]:
         """Compute metrics on held-out data and (by default) write them to RUN/eval.json.
 
         With ``metrics`` None every metric that applies runs; a named one that does not apply is
-        an error. ``data`` evaluates on other data of the same shape, e.g. ``npy:held_out.npy``
-        (binarized once, seed 1, if the run binarized its images). ``k`` is the IWAE sample count;
-        ``n_real`` keeps the first n held-out examples (the IWAE bound costs k decoder passes each).
-        ``features`` is the sample metrics' feature space: "classifier" (the data set's own) or
-        "inception" (the FID network; weights from ``feature_weights`` or the cache).
-        """
-        if split not in ("train", "test"):
-            raise PushforwardError(f"--split {split!r}: choose train or test")
-        if k < 1 or (n_real is not None and n_real < 1) or n_fake < 2:
-            raise PushforwardError("-k and --n-real must be at least 1, --n-fake at least 2")
+        an error. ``options`` are :class:`EvalOptions`' (``k=100``, ``data="npy:x.npy"``, ...)."""
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(EvalOptions)})
+        if unknown:
+            raise PushforwardError(f"Run.evaluate: unknown option {unknown[0]!r}")
+        names = None if metrics is None else ",".join(metrics)
+        return self.score(EvalOptions(metrics=names, **options), write)
+
+    def score(self, opts: EvalOptions, write: bool = True) -> dict[str, Any]:
+        """The metrics ``opts`` asks for, as ``evaluate``; ``data`` evaluates on other data of
+        the same shape (binarized once, seed 1, if the run binarized its images)."""
+        split, data, n_real = opts.split, opts.data, opts.n_real
         if data:
             raw = load_dataset(data, self.train_config.data_dir)
             real = raw.split(split) if raw.test is not None else raw.train
@@ -255,22 +296,30 @@ class Run:
                 f"--data {data}: examples of shape {tuple(real.shape[1:])}, the model was trained "
                 f"on {shape}; evaluate on data of the training shape"
             )
-        fake = self.sample(n_fake, seed, sampler)
+        fake = self.sample(opts.n_fake, opts.seed, opts.sampler)
         name = data or self.train_config.data
-        if features not in ("classifier", "inception"):
-            raise PushforwardError(f"--features {features!r}: choose classifier or inception")
         e = EvalInput(
-            self.model, real.to(self.device), fake.to(self.device), raw.log_prob, name, seed, k, raw
+            self.model,
+            real.to(self.device),
+            fake.to(self.device),
+            raw.log_prob,
+            name,
+            opts.seed,
+            opts.k,
+            raw,
+            split,
+            n_real,
+            opts.features,
+            opts.feature_weights,
         )
-        e.split, e.n_real, e.features, e.feature_weights = split, n_real, features, feature_weights
-        out = evaluate(e, metrics)
+        out = evaluate(e, opts.names)
         out.update(
             split=split,
             data=name,
-            **({"sampler": sampler} if sampler != "prior" else {}),
+            **({"sampler": opts.sampler} if opts.sampler != "prior" else {}),
             n_real=len(real),
-            n_fake=n_fake,
-            seed=seed,
+            n_fake=opts.n_fake,
+            seed=opts.seed,
         )
         if write:
             atomic_write_json(self.path / EVAL, out)

@@ -4,6 +4,8 @@ Knows nothing of models. ``DATASETS`` is the registry of built-in sets (a new on
 :class:`Source` in its own module plus one line here) and ``USER`` the table of a user's own
 formats; ``load_dataset`` is the one entry point and ``list_datasets`` tells where each built-in
 set would come from without loading it.
+
+May import, of this package: data/dataset, data/images, data/toy2d, errors.
 """
 
 from __future__ import annotations

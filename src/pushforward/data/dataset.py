@@ -1,4 +1,7 @@
-"""The in-memory data set every model trains on, and the index-based batcher."""
+"""The in-memory data set every model trains on, and the index-based batcher.
+
+May import, of this package: errors.
+"""
 
 from __future__ import annotations
 

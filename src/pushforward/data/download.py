@@ -1,4 +1,7 @@
-"""Where image data sets are looked for, and the checksummed download into the user cache."""
+"""Where image data sets are looked for, and the checksummed download into the user cache.
+
+May import, of this package: errors.
+"""
 
 from __future__ import annotations
 

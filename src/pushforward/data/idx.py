@@ -2,6 +2,8 @@
 
 Both are parsed by hand from bytes, checked against their headers, and never unpickled. Any
 defect raises PushforwardError naming the file, what is wrong and how to fix it.
+
+May import, of this package: errors, limits.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PushforwardError
-from ..resources import check_fits, read_file
+from ..limits import check_fits, read_file
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),

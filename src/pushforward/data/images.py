@@ -1,5 +1,8 @@
 """Image data: the bundled digits, the MNIST family and CIFAR-10 found locally or downloaded, and a
-user's own arrays, IDX folders and image folders. Everything comes back as float32 in [0, 1]."""
+user's own arrays, IDX folders and image folders. Everything comes back as float32 in [0, 1].
+
+May import, of this package: data/dataset, data/download, data/idx, errors.
+"""
 
 from __future__ import annotations
 

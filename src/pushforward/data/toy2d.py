@@ -3,6 +3,8 @@
 ring8 and grid25 are the VEEGAN/PacGAN mode-collapse mixtures; checkerboard is uniform on eight
 squares. Those three carry an exact ``log_prob`` so evaluation can score samples under the truth.
 moons, swissroll, pinwheel and spirals are noisy curves with no closed-form density.
+
+May import, of this package: data/dataset.
 """
 
 from __future__ import annotations

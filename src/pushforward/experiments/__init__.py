@@ -4,6 +4,9 @@ One file per experiment, each holding its configurations, its scoring, its figur
 tables, and ending in its :class:`~.base.Experiment` record; ``EXPERIMENTS`` lists them. Each
 writes its figures, results.json and summary.md into a folder; docs/experiments/ shows the full
 results with the command that made them. ``--quick`` shrinks the budgets for tests.
+
+May import, of this package: errors, experiments/base, experiments/explicit_vs_implicit,
+experiments/fixed_prior, experiments/gmm_universality, experiments/mode_collapse, files.
 """
 
 from __future__ import annotations

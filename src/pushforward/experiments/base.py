@@ -1,5 +1,8 @@
 """What every experiment shares: its registered record, how it runs (``Settings``), and the
-numbers-as-Markdown helpers of its summary.md."""
+numbers-as-Markdown helpers of its summary.md.
+
+May import, of this package: files.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,11 @@ take over. The same images at several sizes (Fashion-MNIST area-downsampled to 7
 28x28, and 8x8 digits): the GMM, full and diagonal, with K chosen on held-out data, against the
 conv VAE and GAN recipes, under two fair budgets: equal sampling parameters, and equal
 wall-clock time. Fréchet distance, precision and recall in each size's classifier features,
-against the dimension, and the samples."""
+against the dimension, and the samples.
+
+May import, of this package: data, experiments/base, experiments/runner, models,
+models/gmm_search, plots, recipes, run.
+"""
 
 from __future__ import annotations
 

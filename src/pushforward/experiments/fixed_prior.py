@@ -2,7 +2,10 @@
 and leaving holes; learned priors and an ex-post latent GMM are the remedies. Equal budgets per
 prior on Fashion-MNIST (digits with --quick): test NLL (IWAE), active units, aggregate-posterior
 KL, prior-hole fraction and the sample Fréchet distance with z drawn from the prior and from the
-ex-post GMM; and 2-d latents drawn over their prior."""
+ex-post GMM; and 2-d latents drawn over their prior.
+
+May import, of this package: experiments/base, experiments/runner, models, plots, run.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Claim: a mixture of Gaussians approximates almost any density. GMMs with K = 1, 2, 4, ..., 64
 on every 2-D set: held-out NLL against K, the KL from the true density where it is known
-(KL(p || q) = E_p[log p - log q], estimated on the test points), and the fitted densities."""
+(KL(p || q) = E_p[log p - log q], estimated on the test points), and the fitted densities.
+
+May import, of this package: data, experiments/base, models, plots.
+"""
 
 from __future__ import annotations
 

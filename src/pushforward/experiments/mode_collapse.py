@@ -1,7 +1,10 @@
 """Claim: GANs drop modes, and the remedies bring them back. Every configuration of
 ``MODE_CONFIGS`` on ring8 and grid25 over several seeds; modes, high-quality fraction and
 reverse KL (PacGAN's definitions, 2,500 samples) as mean and standard error, beside the
-published rows."""
+published rows.
+
+May import, of this package: data, experiments/base, experiments/runner, models/gan, plots, run.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@ or several. The experiments, ``demo`` and ``bench`` all train through it.
 
 A job names its scorer (``SCORERS``); every scorer reads its numbers through ``Run.evaluate``
 and so through the metric registry.
+
+May import, of this package: data, errors, experiments/base, files, metrics, metrics/features,
+run, run_folder, training/loop.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..errors import PushforwardError
 from ..files import atomic_write_json, read_json
 from ..metrics import MODE_SAMPLES
 from ..run import Run
-from ..runs import EXPERIMENT_DONE, EXPERIMENT_TRAINED
+from ..run_folder import EXPERIMENT_DONE, EXPERIMENT_TRAINED
 from ..training.loop import train
 from .base import Settings
 

@@ -1,6 +1,9 @@
 """``pushforward explore RUN``: one self-contained HTML page (inline script and data, nothing
 fetched, opens from disk) with a timeline over the run's training snapshots, and the same
-timeline as a GIF for slides (gif.py)."""
+timeline as a GIF for slides (gif.py).
+
+May import, of this package: errors, explore/gif, files, models, run_folder, training/frames.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 from ..errors import PushforwardError
 from ..files import atomic_write_bytes, read_json, read_jsonl, script_json
 from ..models import MODELS, Model
-from ..runs import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
+from ..run_folder import CONFIG, EXPLORER, HISTORY  # RUN/explore.html unless --out names another
 from ..training.frames import read_snapshots
 
 _TYPES = {torch.float32: "f4", torch.int32: "i4", torch.uint8: "u1"}

@@ -1,5 +1,8 @@
 """The explorer's timeline as an animated GIF, for slides: each frame drawn with matplotlib the
-way the page draws its main panels."""
+way the page draws its main panels.
+
+May import, of this package: errors, explore, files, plots, training/frames.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@ returns flat ``eval.json`` keys; none knows about training.
 
 A metric that does not apply says why via ``applies``, so ``eval`` runs "everything that
 applies" by default and refuses a named metric that does not.
+
+May import, of this package: data, errors, metrics/features, metrics/inception_eval,
+metrics/latent, metrics/likelihood, metrics/modes, metrics/two_sample, models/base.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Metric:
     # the keys a reader compares first, each (key, label, the key of its floor or None): the
     # reports show them as rows and fold the rest under "all numbers"
     key_numbers: tuple[tuple[str, str, str | None], ...] = ()
+    glossary: str = ""  # what its keys mean, one HTML list item of the reports' glossary
 
 
 def _needs(capability: type, what: str) -> Callable[[EvalInput], str | None]:
@@ -149,21 +153,45 @@ def _true_nll(e: EvalInput) -> dict[str, Any]:
 
 
 METRICS: dict[str, Metric] = {
-    "nll": Metric(_nll, _nll_applies, (("nll_nats", "NLL, nats (lower is better)", None),)),
+    "nll": Metric(
+        _nll,
+        _nll_applies,
+        (("nll_nats", "NLL, nats (lower is better)", None),),
+        "<code>nll_nats</code>: average negative log-likelihood (lower is better): exact for a "
+        "model with a density, the importance-weighted bound with <code>iwae_k</code> samples "
+        "(an upper bound on the true NLL) for one with a likelihood bound.",
+    ),
     "elbo": Metric(
-        _elbo, _needs(LikelihoodBound, "elbo"), (("elbo", "ELBO, nats (higher is better)", None),)
+        _elbo,
+        _needs(LikelihoodBound, "elbo"),
+        (("elbo", "ELBO, nats (higher is better)", None),),
+        "<code>elbo</code>: the evidence lower bound on log p(x), nats per example (higher is "
+        "better), = <code>recon_nats</code> - <code>kl_nats</code>; for binarized pixels it is "
+        "not comparable to a continuous density.",
     ),
     "true_nll": Metric(
         _true_nll,
         _needs_truth,
         (("true_nll_nats", "samples' NLL under the true density", "true_entropy_nats"),),
+        "<code>true_nll_nats</code>: model samples scored under the true density (2-D sets with "
+        "a known density); <code>true_entropy_nats</code> is what real test points score, the "
+        "floor.",
     ),
     "modes": Metric(
         _modes,
         _needs_modes,
         (("modes", "modes captured", None), ("hq_fraction", "high-quality samples", None)),
+        "<code>modes</code>, <code>hq_fraction</code>, <code>reverse_kl_modes</code>: modes "
+        "captured, fraction of samples within 3 standard deviations of a mode, KL of the mode "
+        "histogram from uniform (PacGAN's definitions, 2,500 samples).",
     ),
-    "two_sample": Metric(_two_sample, _needs_points, (("mmd", "MMD² to test points", None),)),
+    "two_sample": Metric(
+        _two_sample,
+        _needs_points,
+        (("mmd", "MMD² to test points", None),),
+        "<code>mmd</code> (squared, Gaussian kernel, median bandwidth) and <code>w2</code> "
+        "(exact 2-Wasserstein): distances between samples and test points, on 2-D data.",
+    ),
     "features": Metric(
         _features,
         _needs_labelled_images,
@@ -173,8 +201,22 @@ METRICS: dict[str, Metric] = {
             ("recall", "recall", "recall_floor"),
             ("class_kl", "class balance KL (0 is best)", "class_kl_floor"),
         ),
+        "<code>fd</code>, <code>precision</code>, <code>recall</code>, <code>density</code>, "
+        "<code>coverage</code>, <code>class_kl</code>: in the features of a classifier trained "
+        "on the data set (accuracy in <code>classifier_accuracy</code>); the <code>_floor</code> "
+        "columns score a training sample against the test sample, what a perfect model would "
+        "reach.",
     ),
-    "latent": Metric(_latent, _needs(Encoder, "encoder")),
+    "latent": Metric(
+        _latent,
+        _needs(Encoder, "encoder"),
+        (),
+        "<code>active_units</code>, <code>kl_per_dim</code>, <code>mutual_info</code>, "
+        "<code>agg_posterior_kl</code>, <code>prior_holes</code>: how an encoder uses its latent "
+        "space and how far its aggregate posterior is from the prior; <code>prior_holes</code> "
+        "is the fraction of prior samples landing where the aggregate posterior is thinner than "
+        "at 99% of its own samples.",
+    ),
 }
 
 

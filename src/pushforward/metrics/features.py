@@ -5,6 +5,8 @@ In that feature space: the Fréchet distance, precision and recall (Kynkäännie
 k = 3), density and coverage (Naeem et al. 2020, k = 5), and the KL of the predicted-class
 histogram of samples from uniform. Each comes with its real-vs-real floor: a training sample
 against the test sample of the same size, which is what a perfect model would score.
+
+May import, of this package: data, data/download, errors, files, metrics/scores.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ a run of 64 identical blobs is named as such instead of passing silently:
 - samples off the data: few samples fall within the data's k-NN balls (k-NN precision,
   Kynkäänniemi et al. 2019), as for a diffuse cloud over separate modes;
 - and what the model itself reads from its training log (a GAN's discriminator that has won).
+
+May import, of this package: data, metrics/features, metrics/latent, models, models/priors.
 """
 
 from __future__ import annotations

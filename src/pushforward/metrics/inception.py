@@ -6,6 +6,8 @@ average that leaves the padding out, and Mixed_7c's pool branch takes a max; wit
 blocks FID comes out about 1.5 lower. Module names match the published state dict, so its
 weights load as they are. Input: images in [0, 1], any size, resized bilinearly to 299 x 299
 and mapped to [-1, 1]; output: the 2,048-d pool features.
+
+May import, of this package: data/download, errors, metrics/pth.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..data.download import cache_dir, fetch_verified, sha256_of
 from ..errors import PushforwardError
-from ..pth import read_state_dict
+from .pth import read_state_dict
 
 POOL_DIM = 2048
 CLASSES = 1008  # the TF graph's classifier (1,000 ImageNet classes and 8 unused)

@@ -4,6 +4,9 @@ images, precision/recall/density/coverage.
 Reference features of a data set's split are computed once and cached (safetensors + JSON that
 name the network, its weights' SHA-256, the preprocessing and n); the key is the weights and the
 images themselves, so another file or other pixels never reuse them.
+
+May import, of this package: data/download, errors, files, metrics/features, metrics/inception,
+metrics/scores.
 """
 
 from __future__ import annotations

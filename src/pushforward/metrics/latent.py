@@ -3,6 +3,8 @@ how far its aggregate posterior q(z) = E_x q(z|x) is from the prior p(z) it is p
 
 q(z) is estimated as the mixture (1/n) sum_j q(z|x_j) over n held-out examples; I(x; z) uses the
 same mixture (He et al. 2019's estimator), and so does the KL(q(z) || p(z)) Monte Carlo estimate.
+
+May import, of this package: models/base, models/priors.
 """
 
 from __future__ import annotations

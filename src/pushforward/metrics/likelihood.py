@@ -1,4 +1,7 @@
-"""Likelihood metrics: the model's held-out NLL, and samples scored under a known true density."""
+"""Likelihood metrics: the model's held-out NLL, and samples scored under a known true density.
+
+May import, of this package: limits, models/base.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..limits import keep_freed_memory
 from ..models.base import ExactDensity, LikelihoodBound
-from ..resources import keep_freed_memory
 
 
 @torch.no_grad()

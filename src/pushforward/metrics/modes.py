@@ -4,6 +4,8 @@
 - a sample is *high quality* when it lies within 3 standard deviations of its nearest mode;
 - a mode is *captured* when some high-quality sample has it as nearest mode;
 - reverse KL = KL(histogram of high-quality samples over modes || uniform over modes).
+
+Imports nothing of this package: any module may import it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Two-sample distances for low-dimensional data: MMD with a Gaussian kernel and the exact
-2-Wasserstein distance (solved by POT's network simplex, not by hand)."""
+2-Wasserstein distance (solved by POT's network simplex, not by hand).
+
+Imports nothing of this package: any module may import it.
+"""
 
 from __future__ import annotations
 

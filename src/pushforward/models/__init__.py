@@ -4,6 +4,8 @@ Every model derives from :class:`~.base.Model` and declares its capabilities (``
 ``LikelihoodBound``, ``Encoder``, ``FitsByEM``); see models/base.py. A new model is a new file
 here and one line in ``MODELS``: the CLI, the run folder, ``bench`` and the contract tests
 (tests/models/test_contract.py) pick it up from this dict.
+
+May import, of this package: models/base, models/gan, models/gmm, models/vae.
 """
 
 from .base import Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model

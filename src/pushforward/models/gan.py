@@ -5,52 +5,28 @@ own optimizer, driven by the one training loop.
 The remedies for mode collapse and instability are flags on the same model, all through the same
 loop: packing (PacGAN), the WGAN-GP and hinge objectives, the R1 penalty, spectral
 normalisation of D, and an exponential moving average of G's weights for sampling.
+
+May import, of this package: config, data, errors, models/base, models/drawing, models/nets,
+models/objectives.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from . import drawing as dr
+from . import nets
 from .base import Model
 from .nets import Standardize, adam, check_arch, decoder, encoder
-
-LossPair = tuple[
-    Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (D(x) logits, D(G(z)) logits) -> D loss
-    Callable[[torch.Tensor], torch.Tensor],  # D(G(z)) logits -> G loss
-]
-
-
-def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """-E log D(x) - E log(1 - D(G(z))), with D = sigmoid(logit)."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
-
-
-def _critic_g(fake: torch.Tensor) -> torch.Tensor:
-    return -fake.mean()
-
-
-GAN_LOSSES: dict[str, LossPair] = {
-    # min_G max_D E log D(x) + E log(1 - D(G(z))): G minimises log(1 - D(G(z))), which saturates
-    "minimax": (_bce_d, lambda fake: -F.softplus(fake).mean()),
-    # the non-saturating variant: G maximises log D(G(z)) instead
-    "ns": (_bce_d, lambda fake: F.softplus(-fake).mean()),
-    # Lim & Ye 2017 / Miyato et al. 2018: a margin for D, the critic's score for G
-    "hinge": (lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(), _critic_g),
-    # Gulrajani et al. 2017: the Wasserstein critic; its gradient penalty is added in GAN.loss
-    "wgan-gp": (lambda real, fake: fake.mean() - real.mean(), _critic_g),
-}
-
+from .objectives import GAN_LOSSES
 
 # Adam settings under which the MLP GANs here learn (docs/benchmarks.md: the usual 0.5/0.999
 # lost every ring8 mode); GANConfig's defaults use them with R1 and an EMA of G. PLAIN_GAN is
@@ -68,13 +44,11 @@ class GANConfig:
         "mass between them)",
         ("normal", "uniform", "mixture"),
     )
+    arch: str = nets.arch_option()
+    hidden: int = nets.hidden_option(256)
+    depth: int = nets.depth_option(3)
+    blocks: int = nets.blocks_option()
     noise_components: int = option(100, "components of --noise mixture", at_least=1)
-    arch: str = option("mlp", "network family", ("mlp", "conv"))
-    hidden: int = option(256, "MLP width, or the first conv layer's channels", at_least=1)
-    depth: int = option(3, "hidden layers of each MLP", at_least=0, at_most=64)
-    blocks: int = option(
-        0, "--arch conv: extra 3x3 convolutions at each resolution", at_least=0, at_most=16
-    )
     loss: str = option(
         "ns",
         "objective: ns (non-saturating), minimax (saturating), hinge, wgan-gp",

@@ -1,5 +1,8 @@
 """Choosing a mixture's K on held-out data, and counting its parameters: what a practitioner
-does before fitting, kept apart from EM itself."""
+does before fitting, kept apart from EM itself.
+
+May import, of this package: errors.
+"""
 
 from __future__ import annotations
 

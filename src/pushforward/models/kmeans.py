@@ -1,4 +1,7 @@
-"""k-means++ seeding and Lloyd iterations: where EM starts (models/gmm.py)."""
+"""k-means++ seeding and Lloyd iterations: where EM starts (models/gmm.py).
+
+Imports nothing of this package: any module may import it.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,19 @@
 """Network blocks sized from the data's shape: MLPs for flat data, DCGAN-style convolutional
-encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN."""
+encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN.
+
+May import, of this package: errors.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import option
 from ..errors import PushforwardError
 
 
@@ -22,6 +27,26 @@ def adam(
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except RuntimeError:
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+# The network options every model with these networks declares, each once (the defaults of
+# the width and depth are the model's): arch: str = arch_option(), and so on.
+def arch_option() -> Any:
+    return option("mlp", "network family", ("mlp", "conv"))
+
+
+def hidden_option(default: int) -> Any:
+    return option(default, "MLP width, or the first conv layer's channels", at_least=1)
+
+
+def depth_option(default: int) -> Any:
+    return option(default, "hidden layers of each MLP", at_least=0, at_most=64)
+
+
+def blocks_option() -> Any:
+    return option(
+        0, "--arch conv: extra 3x3 convolutions at each resolution", at_least=0, at_most=16
+    )
 
 
 def check_arch(arch: str, blocks: int, images: bool) -> None:

@@ -3,6 +3,8 @@ learned remedies for its "holes" (a mixture of Gaussians, the VampPrior).
 
 A prior gives ``log_prob``, ``sample`` and, when it has one, the analytic KL from a diagonal
 Gaussian posterior; without it the VAE falls back to a one-sample Monte Carlo KL.
+
+Imports nothing of this package: any module may import it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 by maximising the ELBO with an amortised Gaussian encoder q(z|x) and the reparameterisation trick.
 
 ELBO(x) = E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)), reported in nats per example.
+
+May import, of this package: config, data, errors, models/base, models/drawing, models/iwae,
+models/nets, models/priors.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from ..config import check_bounds, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from . import drawing as dr
-from .base import Encoder, LikelihoodBound, Model
+from . import nets
+from .base import Encoder, Model
+from .iwae import ImportanceWeighted
 from .nets import Standardize, adam, check_arch, decoder, encoder
 from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
 
@@ -30,12 +35,10 @@ class VAEConfig:
         "size of z (default: 16 for images; for points, their dimension up to 16)",
         at_least=1,
     )
-    arch: str = option("mlp", "network family", ("mlp", "conv"))
-    hidden: int = option(512, "MLP width, or the first conv layer's channels", at_least=1)
-    depth: int = option(2, "hidden layers of each MLP", at_least=0, at_most=64)
-    blocks: int = option(
-        0, "--arch conv: extra 3x3 convolutions at each resolution", at_least=0, at_most=16
-    )
+    arch: str = nets.arch_option()
+    hidden: int = nets.hidden_option(512)
+    depth: int = nets.depth_option(2)
+    blocks: int = nets.blocks_option()
     likelihood: str = option(
         "auto",
         "p(x|z); auto: bernoulli for images, gaussian for points",
@@ -73,7 +76,7 @@ class VAEConfig:
     lr: float = option(1e-3, "Adam learning rate", above=0)
 
 
-class VAE(Model, LikelihoodBound, Encoder):
+class VAE(Model, ImportanceWeighted, Encoder):
     """Gaussian encoder, decoder with a Bernoulli (logits) or Gaussian likelihood, prior p(z)."""
 
     Config = VAEConfig
@@ -221,7 +224,7 @@ class VAE(Model, LikelihoodBound, Encoder):
             out = {"kl_dims": kl_dims}
         return {"elbo": recon - kl, "recon": recon, "kl": kl, **out}
 
-    def _log_likelihood_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x_b | z_ib) for many z per example: x [B, *shape], z [kk, B, d] -> [kk, B].
         Bernoulli: x.l - softplus(l) with x broadcast, so the k copies of x are never built."""
         kk, b, d = z.shape
@@ -232,46 +235,6 @@ class VAE(Model, LikelihoodBound, Encoder):
         xl = torch.einsum("kbd,bd->kb", logits, x.reshape(b, -1).to(logits))
         return xl - F.softplus(logits).sum(-1)
 
-    def _log_terms(
-        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log p(x|z), log p(z), log q(z|x)) for z = mu + std * eps, the importance weights'
-        parts: x [B, *shape], mu and logvar [B, d], eps [kk, B, d] -> three [kk, B]."""
-        z = mu + (0.5 * logvar).exp() * eps  # [kk, B, d]
-        log_q = log_normal_standardized(eps, logvar)
-        return self._log_likelihood_many(x, z), self.prior.log_prob(z), log_q
-
-    @torch.no_grad()
-    def iwae_bound(
-        self,
-        x: torch.Tensor,
-        k: int,
-        generator: torch.Generator | None = None,
-        max_rows: int = 4096,
-    ) -> torch.Tensor:
-        """The importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x)
-        (Burda et al. 2015) per example: x [B, *shape] -> [B], float64. k = 1 is the ELBO; the
-        bound rises towards log p(x) as k grows. The k samples go through the decoder in chunks of
-        at most ``max_rows`` rows, so memory stays bounded for any k; 4,096 rows keep the
-        temporaries in cache (86.6 Fashion-MNIST images/s at k = 1000 on 2 cores, against 61.5
-        at 65,536: benchmarks/eval_speed.py). The weights are summed as they come (a running
-        log-sum-exp), so memory does not grow with k either."""
-        mu, logvar = self.encode(x)  # [B, d]
-        b, d = mu.shape
-        per = max(1, max_rows // b)
-        total = torch.full((b,), -math.inf, dtype=torch.float64, device=mu.device)  # [B]
-        for start in range(0, k, per):
-            kk = min(per, k - start)
-            eps = (
-                torch.randn((kk, b, d), generator=generator).to(mu)
-                if generator is not None
-                else torch.randn(kk, b, d, device=mu.device)
-            )
-            log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [kk, B] each
-            log_w = (log_px + log_pz - log_q).double()  # [kk, B]
-            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-        return total - math.log(k)
-
     def _kl_weight(self, device: torch.device) -> torch.Tensor:
         """beta, scaled by the warm-up's linear ramp: a tensor op, so the loop never syncs."""
         c = self.config
@@ -279,25 +242,6 @@ class VAE(Model, LikelihoodBound, Encoder):
         if c.kl_warmup > 0:
             weight = weight * ((self.steps_done + 1).float() / c.kl_warmup).clamp(max=1.0)
         return weight
-
-    def _iw_loss(self, x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Negative importance-weighted bound with K = iw_samples z per example. The warm-up
-        weight tempers log p(z) - log q(z|x) inside each weight, as it tempers the ELBO's KL."""
-        k = self.config.iw_samples
-        mu, logvar = self.encode(x)  # [B, d]
-        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)  # [K, B, d]
-        log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [K, B] each
-        log_ratio = log_pz - log_q
-        bound = torch.logsumexp(log_px + weight * log_ratio, dim=0) - math.log(k)  # [B]
-        with torch.no_grad():
-            iwae = torch.logsumexp(log_px + log_ratio, dim=0) - math.log(k)  # weight 1: [B]
-        return {
-            "loss": -bound.mean(),
-            "elbo": (log_px + log_ratio).mean(),  # the mean one-sample ELBO, comparable to k = 1
-            "recon": log_px.mean(),
-            "kl": -log_ratio.mean(),
-            "iwae": iwae.mean(),
-        }
 
     def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
         """Negative (beta-)ELBO averaged over the batch, with its terms for logging; under
@@ -307,7 +251,7 @@ class VAE(Model, LikelihoodBound, Encoder):
         if self.training:
             self.steps_done += 1
         if c.iw_samples > 1:
-            return self._iw_loss(x, weight)
+            return self.iw_loss(x, weight, c.iw_samples)
         t = self.elbo(x)
         kl_term = t["kl"].mean()
         if c.free_bits > 0:  # no pressure below free_bits nats per dimension (batch average)

@@ -4,6 +4,8 @@ everything the user gives, so defaults < recipe < --config < flags < --set.
 
 A recipe file holds ``description`` (one line for ``--help``), ``shape`` (the [C, H, W] images it
 was made for) and [train] / [model] tables of options, as a ``--config`` file does.
+
+May import, of this package: config, errors.
 """
 
 from __future__ import annotations

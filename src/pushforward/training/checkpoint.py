@@ -1,11 +1,16 @@
 """The training checkpoint, checkpoints/last.*: weights, optimizer state and every RNG in one
 safetensors file (its JSON in the header), which makes resume exact; checked tensor by tensor
-before anything is loaded into the model."""
+before anything is loaded into the model; ``resume_from`` puts a run back in that state.
+
+May import, of this package: dist, errors, files, limits, models, training/log, training/parts,
+training/validation, version.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import dist
 from ..errors import PushforwardError
 from ..files import (
     JSON_LIMIT,
@@ -23,8 +29,12 @@ from ..files import (
     save_tensors,
     to_json,
 )
-from ..resources import read_file
+from ..limits import read_file
+from ..models import Model
 from ..version import __version__
+from .log import trim_history
+from .parts import Budget, Position
+from .validation import Validation
 
 CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
 LAST, LAST_JSON = "last.safetensors", "last.json"
@@ -201,3 +211,39 @@ def load_checkpoint(
             "start a new run without --resume"
         ) from None
     return meta  # type: ignore[no-any-return]
+
+
+def resume_from(
+    ckpt: Path,
+    history: Path,
+    model: Model,
+    opts: dict[str, torch.optim.Optimizer],
+    seed: int,
+    at: Position,
+    budget: Budget,
+    validation: Validation,
+) -> bool:
+    """Put the run back in the state of its checkpoint in ``ckpt``, if it has one, and drop
+    the rows of ``history`` (metrics.jsonl) logged after it (they are logged again); True when that run had finished (then nothing is
+    left to train)."""
+    if not (ckpt / LAST).exists():
+        if (ckpt / LAST_JSON).exists():  # a checkpoint was written: its tensors are lost
+            raise PushforwardError(
+                f"{ckpt / LAST} is missing, but {ckpt / LAST_JSON} records a checkpoint; "
+                "restore it, or start the run again without --resume"
+            )
+        trim_history(history, 0)
+        return False
+    meta = load_checkpoint(ckpt, model, opts)
+    at.step, at.batches, at.elapsed = meta["step"], meta["batches"], meta["seconds"]
+    best = meta.get("best")
+    if isinstance(best, dict) and {"score", "step", "since"} <= set(best):
+        # JSON holds a best score of -inf or NaN (no finite score yet) as null
+        validation.best = {**best, "score": -math.inf if best["score"] is None else best["score"]}
+    if dist.rank() > 0:  # the checkpoint holds rank 0's RNG: the other ranks draw their own
+        torch.manual_seed(seed * 1_000_003 + dist.rank() * 7_919 + at.step)
+    if meta["finished"]:
+        return True
+    budget.total = budget.planned = meta["total_steps"]
+    trim_history(history, at.step)
+    return False

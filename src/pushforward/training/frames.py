@@ -6,6 +6,8 @@ RUN/snapshots/step-0000123.safetensors holds one frame (its step and seconds in 
 Every file is written atomically with its checksum. Frames never touch the training's random
 numbers or its batch-norm statistics, so a resumed run, which drops the frames past its
 checkpoint and takes them again, ends with the same frames as an uninterrupted one.
+
+May import, of this package: data, dist, errors, files, models, models/drawing, plots.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
 """Training: ONE loop for every gradient model, driven by the model's phases, and the EM path
-for models fitted in closed form. Both write the run folder (runs.py).
+for models fitted in closed form. Both write the run folder (run_folder.py).
 
 A model lists its ``phases`` (VAE: ``main``; GAN: ``D`` and ``G``) and its ``schedule`` (the
 phases of one step, e.g. ``D, D, G``). Each phase has its own optimizer; in a phase only that
-phase's modules require gradients. The loop's parts (budget, phase step, meter, validation)
-are in parts.py.
+phase's modules require gradients. The loop's parts are beside it: the budget and the phase
+step in parts.py, the meter in log.py, validation in validation.py, resuming in checkpoint.py.
+
+May import, of this package: config, data, dist, errors, limits, metrics/health, models,
+models/gmm, models/saved, plots, recipes, run, run_folder, training/checkpoint, training/frames,
+training/log, training/parts, training/prepare, training/validation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,12 +28,13 @@ from .. import dist, plots, recipes
 from ..config import TrainConfig, check_bounds
 from ..data import Dataset
 from ..errors import Interrupted, PushforwardError
+from ..limits import keep_freed_memory, out_of_memory
 from ..metrics.health import failure_line, health
 from ..models import MODELS, FitsByEM, Model
 from ..models.gmm import DEFAULT_EM_STEPS
-from ..resources import keep_freed_memory, out_of_memory
+from ..models.saved import save_model
 from ..run import Run
-from ..runs import (
+from ..run_folder import (
     BEST,
     CHECKPOINTS,
     HISTORY,
@@ -38,21 +42,19 @@ from ..runs import (
     TENSORBOARD,
     WEIGHTS,
     WEIGHTS_META,
-    Logger,
     claim,
     clear_run,
     lock,
     resumable,
     run_finished,
-    save_model,
-    trim_history,
     unlock,
     write_config,
 )
-from .checkpoint import LAST, LAST_JSON, load_checkpoint
+from .checkpoint import LAST, LAST_JSON, resume_from
 from .checkpoint import save_checkpoint as save_state
 from .frames import SNAPSHOTS, Snapshots, resolve_count
-from .parts import Budget, Meter, PhaseStep, Position, StopSignals, batches, shard_loader
+from .log import Logger, Meter
+from .parts import Budget, PhaseStep, Position, StopSignals, batches, shard_loader
 from .prepare import Prepared, build_model, prepare_data
 from .validation import Validation
 
@@ -138,16 +140,18 @@ def fit_gradient(
     end bit-identical to an uninterrupted run. ``val`` (--validation's examples) is scored at
     every checkpoint, the best weights kept; --patience ends the run early."""
     # what a step needs: the batches, the budget, the optimizers and the phase step
-    ckpt, schedule = run_dir / CHECKPOINTS, model.schedule
+    ckpt = run_dir / CHECKPOINTS
     loader = shard_loader(data.train.to(model.device), tcfg)
-    budget = Budget.of(tcfg, len(loader), len(schedule))
+    budget = Budget.of(tcfg, len(loader), len(model.schedule))
     opts = model.optimizers()
     phase_step = PhaseStep(model, opts, model.device, tcfg)
     validation = Validation(val, tcfg.patience, ckpt / BEST, model.device)
     at = Position(per_epoch=len(loader))
 
     # a resumed run starts where its checkpoint left off; rows logged after it are dropped
-    if resume and _resume(run_dir, model, opts, tcfg.seed, at, budget, validation):
+    if resume and resume_from(
+        ckpt, run_dir / HISTORY, model, opts, tcfg.seed, at, budget, validation
+    ):
         return {**_summary(at, validation, model), FINISHED_BEFORE: True}
     clock = at.start_clock()
     budget.start(opts, clock)
@@ -162,41 +166,14 @@ def fit_gradient(
 
     with StopSignals() as stop, _training(bar, model):
         while budget.more(at.step):
-            # one step: every phase of the schedule on a batch of its own
-            at.step += 1
-            budget.set_lr(opts, at.step)
-            if budget.out_of_time():
-                budget.total = at.step  # this step is the last: logged and saved
-            for i, phase in enumerate(schedule):
-                x = next(stream)
-                out, bad = phase_step(phase, x, at.step, i)
-                meter.add(phase, out, bad, len(x))
-                at.batches += 1
-            meter.steps += 1
+            _step(at, budget, opts, stream, phase_step, meter)
             bar.update(1)
             snaps.maybe(at.step, at.seconds)
-
-            # checks at logging and checkpoint steps: a non-finite loss stops the run before a
-            # checkpoint could hold it; validation keeps the best weights and may end the run
-            at_checkpoint = at.step % tcfg.checkpoint_every == 0 or at.step == budget.total
-            if at.step % tcfg.log_every == 0 or at_checkpoint:
-                phase_step.stop_on_nonfinite(ckpt / LAST_JSON)
-            scored = validation.val is not None and at_checkpoint
-            score = validation(model, at.step) if scored else None
-            if validation.exhausted:
-                budget.total = at.step  # early stop: this step is the last, logged and saved
+            scores = _check(at, tcfg, budget, phase_step, validation, ckpt / LAST_JSON)
             last = at.step == budget.total
-
             # the log row, the checkpoint, and a stop asked for by a signal
-            if at.step % tcfg.log_every == 0 or last or scored:
-                row = meter.row(
-                    step=at.step, epoch=round(at.epoch, 4), seconds=round(at.seconds, 3)
-                )
-                if scored:
-                    row.update(val_elbo=score, best_step=validation.best["step"])
-                log(row)
-                loss = "skipped" if row["loss"] is None else f"{row['loss']:.4g}"
-                bar.set_postfix(loss=loss, img_s=f"{row['images_per_sec']:.0f}")
+            if at.step % tcfg.log_every == 0 or last or scores is not None:
+                _log_row(meter, at, log, bar, scores or {})
             if at.step % tcfg.checkpoint_every == 0 or last:
                 checkpoint()
             asked = stop.asked(at.step, tcfg.log_every)
@@ -208,40 +185,58 @@ def fit_gradient(
     return _summary(at, validation, model)
 
 
-def _resume(
-    run_dir: Path,
-    model: Model,
-    opts: dict[str, torch.optim.Optimizer],
-    seed: int,
+def _step(
     at: Position,
     budget: Budget,
+    opts: dict[str, torch.optim.Optimizer],
+    stream: Iterator[torch.Tensor],
+    phase_step: PhaseStep,
+    meter: Meter,
+) -> None:
+    """One training step: every phase of the schedule on a batch of its own."""
+    at.step += 1
+    budget.set_lr(opts, at.step)
+    if budget.out_of_time():
+        budget.total = at.step  # this step is the last: logged and saved
+    for i, phase in enumerate(phase_step.model.schedule):
+        x = next(stream)
+        out, bad = phase_step(phase, x, at.step, i)
+        meter.add(phase, out, bad, len(x))
+        at.batches += 1
+    meter.steps += 1
+
+
+def _check(
+    at: Position,
+    tcfg: TrainConfig,
+    budget: Budget,
+    phase_step: PhaseStep,
     validation: Validation,
-) -> bool:
-    """Put the run back in the state of its checkpoint, if it has one, and drop the rows
-    logged after it (they are logged again); True when that run had finished (then nothing is
-    left to train)."""
-    ckpt = run_dir / CHECKPOINTS
-    if not (ckpt / LAST).exists():
-        if (ckpt / LAST_JSON).exists():  # a checkpoint was written: its tensors are lost
-            raise PushforwardError(
-                f"{ckpt / LAST} is missing, but {ckpt / LAST_JSON} records a checkpoint; "
-                "restore it, or start the run again without --resume"
-            )
-        trim_history(run_dir / HISTORY, 0)
-        return False
-    meta = load_checkpoint(ckpt, model, opts)
-    at.step, at.batches, at.elapsed = meta["step"], meta["batches"], meta["seconds"]
-    best = meta.get("best")
-    if isinstance(best, dict) and {"score", "step", "since"} <= set(best):
-        # JSON holds a best score of -inf or NaN (no finite score yet) as null
-        validation.best = {**best, "score": -math.inf if best["score"] is None else best["score"]}
-    if dist.rank() > 0:  # the checkpoint holds rank 0's RNG: the other ranks draw their own
-        torch.manual_seed(seed * 1_000_003 + dist.rank() * 7_919 + at.step)
-    if meta["finished"]:
-        return True
-    budget.total = budget.planned = meta["total_steps"]
-    trim_history(run_dir / HISTORY, at.step)
-    return False
+    last_json: Path,
+) -> dict[str, Any] | None:
+    """The checks of a logging or checkpoint step: a non-finite loss stops the run before a
+    checkpoint could hold it; at a checkpoint, validation keeps the best weights and may end
+    the run (this step is then the last, logged and saved). Returns the row's validation
+    numbers when it scored."""
+    at_checkpoint = at.step % tcfg.checkpoint_every == 0 or at.step == budget.total
+    if at.step % tcfg.log_every == 0 or at_checkpoint:
+        phase_step.stop_on_nonfinite(last_json)
+    if validation.val is None or not at_checkpoint:
+        return None
+    score = validation(phase_step.model, at.step)
+    if validation.exhausted:
+        budget.total = at.step  # early stop
+    return {"val_elbo": score, "best_step": validation.best["step"]}
+
+
+def _log_row(meter: Meter, at: Position, log: Logger, bar: Any, extra: dict[str, Any]) -> None:
+    """The means since the last row, with ``extra`` (the validation score), into metrics.jsonl
+    and the progress bar."""
+    row = meter.row(step=at.step, epoch=round(at.epoch, 4), seconds=round(at.seconds, 3))
+    row.update(extra)
+    log(row)
+    loss = "skipped" if row["loss"] is None else f"{row['loss']:.4g}"
+    bar.set_postfix(loss=loss, img_s=f"{row['images_per_sec']:.0f}")
 
 
 def _summary(at: Position, validation: Validation, model: Model) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The pieces the training loop (loop.py) is built from, each one job: the budget (how long
 to train, the learning-rate schedule), the position (steps, batches, seconds), the phase step
 (one phase's loss, backward pass and optimizer step, under autocast, DDP and the non-finite
-policy), the meter (device sums turned into a logged row) and the stop signals (validation.py holds
---validation).
+policy) and the stop signals (log.py holds the meter, validation.py --validation).
 
 Losses stay on the device and are read back only on logging steps, so the loop never waits on
 the host in between.
+
+May import, of this package: config, data, dist, errors, files, models.
 """
 
 from __future__ import annotations
@@ -331,52 +332,6 @@ def _kept(checkpoint: Path) -> str:
     if checkpoint.exists():
         return f"checkpoint of step {read_json(checkpoint)['step']} kept"
     return "no checkpoint"
-
-
-_KEPT = "#kept"  # Meter: how many phases a number was summed over
-
-
-class Meter:
-    """Sums of the logged numbers kept on the device between logging steps, turned into one
-    metrics.jsonl row (the loop's only host sync) by :meth:`row`."""
-
-    def __init__(self, model: Model, skip_bad: bool, since: float) -> None:
-        self.multi, self.skip_bad = len(model.phases) > 1, skip_bad
-        self.last_phase = model.schedule[-1]
-        self.sums: dict[str, Any] = {}
-        self.steps = self.seen = 0
-        self.since = since  # when the numbers summed began
-
-    def add(self, phase: str, out: dict[str, torch.Tensor], bad: torch.Tensor, n: int) -> None:
-        for k, v in out.items():
-            key = f"{phase}_{k}" if self.multi else k
-            v = v.detach().float()
-            # a skipped step's numbers stay out of the averages; a phase run twice a step
-            # (--d-steps 2) counts twice
-            kept = (~bad).float() if self.skip_bad else torch.ones_like(v)
-            if self.skip_bad:
-                v = torch.where(bad, 0.0, v)
-            self.sums[key + _KEPT] = self.sums[key + _KEPT] + kept if key in self.sums else kept
-            self.sums[key] = self.sums[key] + v if key in self.sums else v
-        self.sums["nonfinite"] = self.sums.get("nonfinite", 0) + bad.float()
-        self.seen += n
-
-    def row(self, **extra: Any) -> dict[str, Any]:
-        """The means since the last row (over ranks too), ``extra`` and the throughput."""
-        now = time.perf_counter()
-        keys = list(self.sums)
-        means = dist.mean_across(torch.stack([self.sums[k] for k in keys]) / self.steps)
-        row: dict[str, Any] = dict(zip(keys, means.tolist(), strict=True))  # the host sync
-        # the mean of each number over the phases that ran: none ran (all skipped) is null,
-        # not 0.0
-        kept = {k[: -len(_KEPT)]: row.pop(k) for k in keys if k.endswith(_KEPT)}
-        row.update({k: row[k] / n if n > 0 else None for k, n in kept.items()})
-        if self.multi:
-            row["loss"] = row[f"{self.last_phase}_loss"]
-        seen = self.seen * dist.world_size()
-        row.update(extra, images_per_sec=round(seen / (now - self.since), 1))
-        self.sums, self.steps, self.seen, self.since = {}, 0, 0, now
-        return row
 
 
 class StopSignals:

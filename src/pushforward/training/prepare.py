@@ -1,6 +1,9 @@
 """What is checked and built before a run folder is touched: the data and the options with
 their data-dependent defaults, and the model, once its size is known to fit. A command that
-fails here leaves nothing behind."""
+fails here leaves nothing behind.
+
+May import, of this package: config, data, errors, limits, models, recipes, training/parts.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,9 @@ from ..data import (
     validation_split,
 )
 from ..errors import PushforwardError
+from ..limits import check_model_fits
 from ..models import FitsByEM, LikelihoodBound, Model
 from ..recipes import recipe
-from ..resources import check_model_fits
 from .parts import Budget
 
 

@@ -1,5 +1,8 @@
 """--validation: the held-out examples' bound, scored at every checkpoint; the best weights
-kept, and --patience to stop when they stop improving."""
+kept, and --patience to stop when they stop improving.
+
+May import, of this package: dist, files, metrics/likelihood, models.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Memory a command is about to ask for, checked before it is allocated: a typo such as
 ``--latent-dim 100000000`` or ``sample -n 1000000000000`` is refused with one line naming the
 option and the limit, instead of a failed allocation's traceback or the kernel's OOM killer.
-Files are read the same way: their kind and size first (``read_file``)."""
+Files are read the same way: their kind and size first (``read_file``).
+
+May import, of this package: errors.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ pickle is only parsed (``pickletools.genops`` yields opcodes, it executes nothin
 stack machine builds the one thing a state dict is: a dict of names to tensors. Any other
 callable or opcode is refused. Both of torch's layouts are read: the zip archive (torch >= 1.6)
 and the legacy stream of pickles followed by the raw storages.
+
+May import, of this package: errors.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .errors import PushforwardError
+from ..errors import PushforwardError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _DTYPES = {
@@ -116,26 +118,69 @@ def _pairs(items: list[Any]) -> list[tuple[Any, Any]]:
     return list(zip(items[::2], items[1::2], strict=True))
 
 
-def _interpret(stream: BinaryIO) -> Any:
-    """Run one pickle's opcodes on a stack of plain values; refuse every other callable."""
-    stack: list[Any] = []
-    marks: list[int] = []
-    memo: dict[int, Any] = {}
+class _Stack:
+    """The pickle machine's stack, its marks and its memo, and the opcodes that only move plain
+    values between them (they call nothing)."""
 
-    def since_mark() -> list[Any]:
-        start = marks.pop()
-        items = stack[start:]
-        del stack[start:]
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, Any] = {}
+
+    def since_mark(self) -> list[Any]:
+        start = self.marks.pop()
+        items = self.items[start:]
+        del self.items[start:]
         return items
 
+    def containers(self, name: str) -> bool:
+        """Tuples, lists and dicts built or extended; False when ``name`` is none of these."""
+        stack = self.items
+        if name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            stack[-n:] = [tuple(stack[-n:])]
+        elif name == "TUPLE":
+            stack.append(tuple(self.since_mark()))
+        elif name in ("LIST", "DICT"):
+            items = self.since_mark()
+            stack.append(items if name == "LIST" else dict(_pairs(items)))
+        elif name in ("APPEND", "APPENDS"):
+            items = [stack.pop()] if name == "APPEND" else self.since_mark()
+            stack[-1].extend(items)
+        elif name in ("SETITEM", "SETITEMS"):
+            items = stack[-2:] if name == "SETITEM" else self.since_mark()
+            if name == "SETITEM":
+                del stack[-2:]
+            stack[-1].update(_pairs(items))
+        else:
+            return False
+        return True
+
+    def memory(self, name: str, arg: Any) -> bool:
+        """The memo written or read; False when ``name`` does neither."""
+        if name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            self.memo[int(str(arg))] = self.items[-1]
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = self.items[-1]
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            self.items.append(self.memo[int(str(arg))])
+        else:
+            return False
+        return True
+
+
+def _interpret(stream: BinaryIO) -> Any:
+    """Run one pickle's opcodes on a stack of plain values; refuse every other callable."""
+    m = _Stack()
+    stack = m.items
     for op, arg, _ in pickletools.genops(stream):
         name = op.name
-        if name in ("PROTO", "FRAME"):
+        if name in ("PROTO", "FRAME") or m.containers(name) or m.memory(name, arg):
             continue
         if name == "STOP":
             return stack.pop()
         if name == "MARK":
-            marks.append(len(stack))
+            m.marks.append(len(stack))
         elif name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
             stack.append(_Global(module, attr))
@@ -144,28 +189,6 @@ def _interpret(stream: BinaryIO) -> Any:
             stack.append(_Global(module, attr))
         elif name in _CONSTANTS:
             stack.append(_CONSTANTS[name]())
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            stack[-n:] = [tuple(stack[-n:])]
-        elif name == "TUPLE":
-            stack.append(tuple(since_mark()))
-        elif name in ("LIST", "DICT"):
-            items = since_mark()
-            stack.append(items if name == "LIST" else dict(_pairs(items)))
-        elif name in ("APPEND", "APPENDS"):
-            items = [stack.pop()] if name == "APPEND" else since_mark()
-            stack[-1].extend(items)
-        elif name in ("SETITEM", "SETITEMS"):
-            items = stack[-2:] if name == "SETITEM" else since_mark()
-            if name == "SETITEM":
-                del stack[-2:]
-            stack[-1].update(_pairs(items))
-        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-            memo[int(str(arg))] = stack[-1]
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1]
-        elif name in ("BINGET", "LONG_BINGET", "GET"):
-            stack.append(memo[int(str(arg))])
         elif name in ("BINPERSID", "PERSID"):
             stack.append(_storage(stack.pop() if name == "BINPERSID" else arg))
         elif name == "REDUCE":

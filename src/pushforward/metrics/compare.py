@@ -2,6 +2,9 @@
 ``python -m pytorch_fid A B`` scores two folders, so samples made by other tools can be scored
 beside pushforward's. A and B are data names (``images:DIR``, ``npy:FILE``, a built-in set,
 optionally ``NAME:train`` / ``NAME:test``) or run folders (that many of their samples).
+
+May import, of this package: data, dist, errors, metrics/features, metrics/inception,
+metrics/inception_eval, run.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from typing import Any
 
 import torch
 
-from .data import Dataset, load_dataset
-from .dist import resolve_device
-from .errors import PushforwardError
-from .metrics.features import classifier_for, embed
-from .metrics.inception import find_weights, load_inception, pool_features
-from .metrics.inception_eval import cached_features, feature_scores
-from .run import Run
+from ..data import Dataset, load_dataset
+from ..dist import resolve_device
+from ..errors import PushforwardError
+from ..run import Run
+from .features import classifier_for, embed
+from .inception import find_weights, load_inception, pool_features
+from .inception_eval import cached_features, feature_scores
 
 RUN_SAMPLES = 10_000  # samples drawn from a run folder unless -n says otherwise
 BIASED_BELOW = 2048  # FID from fewer images per set than feature dimensions is biased upward

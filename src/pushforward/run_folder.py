@@ -1,10 +1,13 @@
 """The run folder's life: its names, claiming a folder for a new run, checking that ``--resume``
 continues the same run, clearing what a retrained run replaces, config.json, and saving and
-loading the model files. The :class:`~.run.Run` handle reads a finished folder through these; :class:`Logger` appends
-to its metrics.jsonl.
+loading the model files. The :class:`~.run.Run` handle reads a finished folder through
+these; training/log.py appends to its metrics.jsonl.
 
 Layout (README, "The run folder"): config.json, metrics.jsonl, model.safetensors + model.json,
 checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON only.
+
+May import, of this package: config, data, dist, errors, files, models, training/checkpoint,
+training/frames, version.
 """
 
 from __future__ import annotations
@@ -26,26 +29,17 @@ from .config import TrainConfig, as_dict, build
 from .data import Dataset
 from .errors import PushforwardError
 from .files import (
-    append_jsonl,
-    atomic_write_bytes,
     atomic_write_json,
-    check_format,
-    check_tensors,
     digest,
-    load_tensors,
     read_json,
-    read_jsonl,
     safe_name,
-    save_tensors,
     to_json,
 )
-from .models import MODELS, Model
-from .resources import check_model_fits
+from .models import Model
 from .training.checkpoint import LAST, LAST_JSON
 from .training.frames import INPUTS, SNAPSHOTS
 from .version import __version__
 
-FORMAT = 1  # bump when the meaning of saved tensors changes
 CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
 WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png"
 CHECKPOINTS = "checkpoints"
@@ -346,60 +340,6 @@ def read_train_config(path: Path) -> TrainConfig:
     return build(TrainConfig, train, str(path / CONFIG))
 
 
-def save_model(
-    weights: Path, meta_path: Path, name: str, model: Model, info: dict[str, Any]
-) -> None:
-    """A model as two files: its tensors (safetensors) and what rebuilds it (JSON), which
-    records the tensors' checksum."""
-    sha = save_tensors(weights, model.state_dict())
-    atomic_write_json(
-        meta_path,
-        {
-            "sha256": sha,
-            "model": name,
-            "format": FORMAT,
-            "version": __version__,
-            "data_shape": list(model.data_shape),
-            "model_config": as_dict(model.config),
-            "info": info,
-        },
-    )
-
-
-def load_model(weights: Path, meta_path: Path, device: torch.device) -> tuple[str, Model]:
-    """Rebuild a model from its safetensors + JSON pair, checking every name and shape."""
-    meta = read_json(meta_path)
-    name = meta.get("model") if isinstance(meta, dict) else None
-    if name not in MODELS:
-        raise PushforwardError(
-            f"{meta_path}: unknown model {name!r}; expected one of {', '.join(MODELS)}"
-        )
-    check_format(meta_path, meta, FORMAT, "retrain or use that version")
-    cls = MODELS[name]
-    mcfg: Any = build(cls.Config, meta.get("model_config"), str(meta_path))
-    shape = meta.get("data_shape")
-    if not (
-        isinstance(shape, list)
-        and len(shape) in (1, 3)
-        and all(type(s) is int and s > 0 for s in shape)
-    ):
-        raise PushforwardError(
-            f"{meta_path}: data_shape {shape!r} is not the shape of one example; restore it or "
-            "retrain"
-        )
-    try:
-        check_model_fits(lambda: cls(mcfg, tuple(shape)), f"the {name} of {meta_path}", device)
-        model = cls(mcfg, tuple(shape))
-    except (ValueError, RuntimeError) as e:  # e.g. an option the data-dependent defaults fill
-        raise PushforwardError(
-            f"{meta_path}: its model_config cannot build a {name} ({e})"
-        ) from None
-    state = load_tensors(weights, meta.get("sha256"))
-    check_tensors(weights, state, model.state_dict())
-    model.load_state_dict(state)
-    return name, model.to(device)
-
-
 def run_finished(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` ran to its end (its model saved, its checkpoint final)."""
     last = run_dir / CHECKPOINTS / LAST_JSON
@@ -407,38 +347,3 @@ def run_finished(run_dir: Path) -> bool:
         return False
     meta = read_json(last)
     return isinstance(meta, dict) and meta.get("finished") is True
-
-
-def trim_history(path: Path, step: int) -> None:
-    """Rows logged after the checkpoint (or before a first one) are logged again on resume."""
-    if dist.is_main() and path.exists():
-        rows = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r["step"] <= step]
-        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-
-
-class Logger:
-    """metrics.jsonl rows (and TensorBoard scalars when asked), from rank 0 only."""
-
-    def __init__(self, path: Path, tensorboard: Path | None) -> None:
-        self.path, self.writer = path, None
-        if tensorboard is not None and dist.is_main():
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise PushforwardError(
-                    "--tensorboard needs the tensorboard package: pip install tensorboard"
-                ) from None
-            self.writer = SummaryWriter(str(tensorboard))
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        if not dist.is_main():
-            return
-        append_jsonl(self.path, row)
-        if self.writer is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.writer.add_scalar(k, v, row["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()

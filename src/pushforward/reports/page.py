@@ -1,40 +1,30 @@
-"""``pushforward demo``: fit the GMM, the VAE and the GAN on embedded data, evaluate them, and
-write a self-contained HTML report (figures inlined as base64) plus summary.json."""
+"""The HTML report ``demo`` and ``bench`` write: per data set, the data, each model's samples
+(its density, latent means and training curve where it has them), links to the explorers, and
+the numbers as a table, the key numbers first (as each metric declares them) with their floors.
+Every figure is inlined as base64: the page opens from disk, alone.
+
+May import the models' and metrics' registries, the Run handle and plots; imported by
+reports/__init__.py.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import plots
-from .data import Dataset, load_dataset
-from .errors import PushforwardError
-from .experiments.base import Settings
-from .experiments.runner import Job, run_jobs
-from .explore import write_explorer
-from .files import atomic_write_bytes, atomic_write_json, safe_name
-from .metrics import METRICS
-from .models import MODELS, Encoder, ExactDensity
-from .run import Run
-from .training.frames import SNAPSHOTS
-from .version import __version__
-
-DEMO_DATA = ("ring8", "digits")  # the demo's sets: a 2-D mode set and the bundled digits
-# (data, model, options): what the demo fits, each model on each set it declares options for
-# (``Model.demo``). Budgets are sized for 2 CPU cores (< 3 minutes in all).
-DEMO_PLAN: list[tuple[str, str, dict[str, Any]]] = [
-    (data, name, dict(cls.demo[data]))
-    for data in DEMO_DATA
-    for name, cls in MODELS.items()
-    if data in cls.demo
-]
-
-DEMO_IWAE_K = 250  # importance samples of the VAE's bound in the demo (eval's default: 1000)
+from .. import plots
+from ..data import Dataset
+from ..explore import write_explorer
+from ..files import atomic_write_bytes, atomic_write_json, safe_name
+from ..metrics import METRICS
+from ..models import MODELS, Encoder, ExactDensity
+from ..run import Run
+from ..training.frames import SNAPSHOTS
+from ..version import __version__
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -44,9 +34,9 @@ def _img(png: bytes, alt: str) -> str:
 
 # the numbers a reader compares first, as each metric declares them, with the floor each has
 # (what a perfect model scores); the rest are folded under "all numbers"
-KEY_NUMBERS: dict[str, tuple[str, str | None]] = {
-    key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers
-}
+def key_numbers() -> dict[str, tuple[str, str | None]]:
+    """Each key a metric declares a key number, with its label and the key of its floor."""
+    return {key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers}
 
 
 def _value(v: Any) -> str:
@@ -77,8 +67,9 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
         return f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>"
 
     present = {k for r in rows.values() for k in r}
-    key = "".join(row(label, k, floor) for k, (label, floor) in KEY_NUMBERS.items() if k in present)
-    skip = {"split", "data", "warning"} | set(KEY_NUMBERS)
+    keys = key_numbers()
+    key = "".join(row(label, k, floor) for k, (label, floor) in keys.items() if k in present)
+    skip = {"split", "data", "warning"} | set(keys)
     rest = "".join(
         row(k, k) for k in dict.fromkeys(k for r in rows.values() for k in r) if k not in skip
     )
@@ -179,61 +170,13 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th:first-child{{text-align:left}} small{{color:#666}} details{{margin-bottom:2em}} .explore{{font-size:110%}}
 </style></head><body><h1>{title}</h1>
 <p>A simple Gaussian base distribution pushed forward through a map approximates complex data
-(arXiv 2503.01898). The Gaussian mixture is the explicit baseline: its density is written down and
-fitted by EM. The VAE and the GAN push z ~ N(0, I) through a neural network; their densities are
-never written down. All numbers are on each set's held-out test split.</p>
-<ul><li><code>nll_nats</code>: average negative log-likelihood (exact, GMM; lower is better).</li>
-<li><code>elbo</code>: the VAE's evidence lower bound on log p(x), nats per example (higher is
-better), = <code>recon_nats</code> - <code>kl_nats</code>. On digits it is a bound for binarized
-pixels, not comparable to the GMM's continuous density.</li>
-<li><code>true_nll_nats</code>: model samples scored under the true density (2-D sets with a known
-density); <code>true_entropy_nats</code> is what real test points score, the floor.</li>
-<li><code>modes</code>, <code>hq_fraction</code>, <code>reverse_kl_modes</code>: modes captured,
-fraction of samples within 3 standard deviations of a mode, KL of the mode histogram from uniform
-(PacGAN's definitions, 2,500 samples).</li>
-<li>For the VAE <code>nll_nats</code> is the importance-weighted bound with <code>iwae_k</code>
-samples (an upper bound on the true NLL).</li>
-<li><code>mmd</code> (squared, Gaussian kernel, median bandwidth) and <code>w2</code> (exact
-2-Wasserstein): distances between samples and test points, on 2-D data.</li>
-<li><code>fd</code>, <code>precision</code>, <code>recall</code>, <code>density</code>,
-<code>coverage</code>, <code>class_kl</code>: in the features of a classifier trained on the
-data set (accuracy in <code>classifier_accuracy</code>); the <code>_floor</code> columns score a
-training sample against the test sample, what a perfect model would reach.</li>
-<li><code>active_units</code>, <code>kl_per_dim</code>, <code>mutual_info</code>,
-<code>agg_posterior_kl</code>, <code>prior_holes</code>: how the VAE uses its latent space and how
-far its aggregate posterior is from the N(0, I) prior; <code>prior_holes</code> is the fraction of
-prior samples landing where the aggregate posterior is thinner than at 99% of its own samples.</li></ul>
+(arXiv 2503.01898). An explicit model writes its density down; an implicit one pushes z through a
+neural network and never does. The models here:</p><ul>{models}</ul>
+<p>All numbers are on each set's held-out test split:</p><ul>{glossary}</ul>
 {sections}<p>pushforward {version}, torch {torch}, {seconds:.0f} s on {device}.</p></body></html>"""
 
 
-def _fit_all(
-    out: Path,
-    plan: list[tuple[str, str, dict[str, Any]]],
-    eval_options: dict[str, Any],
-    settings: Settings,
-) -> tuple[dict[str, dict[str, Run]], dict[str, dict[str, Any]]]:
-    """Train and evaluate every (data, model, options) of the plan into out/runs/, afresh."""
-    jobs = [
-        # the folder's name is the data's name made safe: a path in it ("../x") cannot leave out/
-        Job(
-            model,
-            str(out / "runs" / f"{model}-{safe_name(data, keep='-_@')}"),
-            {**o, "data": data},
-            "all",
-            eval_options,
-        )
-        for data, model, o in plan
-    ]
-    scores = run_jobs(jobs, settings, "models", reuse=False)
-    summary: dict[str, dict[str, Any]] = {}
-    runs: dict[str, dict[str, Run]] = {}
-    for (data, model, _), job, res in zip(plan, jobs, scores, strict=True):
-        summary.setdefault(data, {})[model] = res
-        runs.setdefault(data, {})[model] = Run.load(job.folder, settings.device)
-    return runs, summary
-
-
-def _write(
+def write_report(
     out: Path,
     title: str,
     runs: dict[str, dict[str, Run]],
@@ -248,8 +191,11 @@ def _write(
         for d in runs
     )
     threads = torch.get_num_threads()
+    names = dict.fromkeys(m for r in runs.values() for m in r)
     page = PAGE.format(
         title=html.escape(title),
+        models="".join(f"<li><b>{m}</b>: {html.escape(MODELS[m].explain)}.</li>" for m in names),
+        glossary="".join(f"<li>{m.glossary}</li>" for m in METRICS.values() if m.glossary),
         sections=sections,
         version=__version__,
         torch=torch.__version__,
@@ -261,45 +207,3 @@ def _write(
     atomic_write_bytes(out / "report.html", page.encode())
     atomic_write_json(out / json_name, summary)
     return out / "report.html"
-
-
-def run_demo(out: Path, plan: list[tuple[str, str, dict[str, Any]]] | None = None) -> Path:
-    """Fit, evaluate and report every (data, model) of the plan into ``out``; returns report.html."""
-    start = time.perf_counter()
-    runs, summary = _fit_all(out, plan or DEMO_PLAN, {"k": DEMO_IWAE_K}, Settings(device="cpu"))
-    return _write(
-        out, "pushforward demo", runs, summary, "summary.json", time.perf_counter() - start
-    )
-
-
-def run_bench(
-    out: Path,
-    data: str,
-    models: list[str],
-    minutes: float,
-    *,
-    seed: int = 0,
-    k: int = 1000,
-    n_real: int | None = None,
-    device: str = "auto",
-    data_dir: str | None = None,
-    test_data: str | None = None,
-) -> Path:
-    """Train each model for the same wall-clock budget on ``data``, evaluate all that applies,
-    and write report.html and report.json."""
-    start = time.perf_counter()
-    ds = load_dataset(data, data_dir, test_data)
-    if ds.test is None:  # checked now, not after every model has trained
-        raise PushforwardError(
-            f"--data {data}: bench scores each model on held-out data, and this set has none; "
-            "name it with --test-data DATA"
-        )
-    held = {"test_data": test_data} if test_data else {}
-    plan = [
-        (data, m, {**MODELS[m].bench_options(ds), "minutes": minutes, "seed": seed, **held})
-        for m in models
-    ]
-    settings = Settings(device=device, data_dir=data_dir)
-    runs, summary = _fit_all(out, plan, {"seed": seed, "k": k, "n_real": n_real}, settings)
-    title = f"pushforward bench: {data}, {minutes:g} minute(s) per model"
-    return _write(out, title, runs, summary, "report.json", time.perf_counter() - start)

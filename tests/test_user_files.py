@@ -110,8 +110,9 @@ def test_resume_leaves_a_finished_run_as_it_is(cli, tmp_path: Path) -> None:
     assert code == 0, err
     before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
-    code, _, err = cli("train", *GAN, "--out", "r", "--resume")
+    code, out, err = cli("train", *GAN, "--out", "r", "--resume")
     assert code == 0, err
+    assert "finished already; nothing trained" in out and "wrote" not in out
     assert {p: p.read_bytes() for p in before} == before
     assert {p: p.stat().st_mtime_ns for p in before if p.name != ".lock"} == {
         p: t for p, t in mtimes.items() if p.name != ".lock"

@@ -150,9 +150,9 @@ def _sampler_flag(parser: argparse.ArgumentParser, help: str) -> None:
 def _eval_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """EvalOptions' flags (eval: all; bench: the seed, -k and --n-real), typed and checked
     once, where EvalOptions is built from what was given."""
-    from .run import FLAGS, EvalOptions
+    from .run import EvalOptions
 
-    add_flags(parser, EvalOptions, only, FLAGS)
+    add_flags(parser, EvalOptions, only, EvalOptions.flags)
 
 
 def _eval_given(args: argparse.Namespace) -> EvalOptions:
@@ -217,6 +217,7 @@ def _eval_parser(ev: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from .run_folder import run_finished
     from .training.loop import fit
 
     cls = MODELS[args.model]
@@ -225,8 +226,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     tcfg, mcfg = recipes.resolve_options(
         args.model, (TrainConfig, cls.Config), given, args.config, args.set
     )
+    # a finished run that --resume names is left as it is: say so, rather than "wrote"
+    finished = bool(tcfg.resume and args.out and run_finished(Path(args.out)))
     run = fit(args.model, tcfg, mcfg, args.out)
-    dist.print0(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
+    if finished:
+        dist.print0(f"{run.path}: finished already; nothing trained, its files left as they were")
+    else:
+        dist.print0(f"wrote {run.path} (model.safetensors, metrics.jsonl, samples.png)")
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:

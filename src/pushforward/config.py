@@ -1,7 +1,9 @@
 """Frozen dataclasses <-> argparse flags <-> TOML/JSON, with one small set of helpers.
 
 Every option lives in exactly one dataclass field (``TrainConfig`` here, a model's config at the top
-of its own file). Flags, ``--config FILE.toml``, ``--set key=value`` and the run folder's
+of its own file, ``EvalOptions`` beside the Run handle), declared with its type, choices and
+bounds (``option``) and checked in one place: when an :class:`Options` dataclass is built.
+Flags, ``--config FILE.toml``, ``--set key=value``, the Python API and the run folder's
 ``config.json`` are all views of those fields, resolved in the order
 defaults < TOML file < flags < ``--set``.
 
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import PushforwardError
 from .limits import read_file
@@ -73,17 +76,24 @@ def out_of_bounds(f: dataclasses.Field[Any], value: Any) -> str | None:
     return None
 
 
-def check_bounds(cfg: Any) -> None:
-    """Refuse a config (built in Python, say) whose numbers break their declared bounds."""
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        why = out_of_bounds(f, value)
-        if why:
-            raise PushforwardError(f"{_flag(f.name)} {value}: {why}")
+class Options:
+    """The base of every options dataclass (TrainConfig, each model's Config, EvalOptions): each
+    value is typed and checked against its field's declared type, choices and bounds when the
+    dataclass is built, whatever builds it (flags, TOML, --set, config.json, Python), so an
+    option is declared once and checked in one place. ``flags`` names the flags not spelled
+    --NAME, for the errors."""
+
+    flags: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            flag = self.flags.get(f.name, _flag(f.name))
+            value = coerce(type(self), f.name, getattr(self, f.name), flag, built=True)
+            object.__setattr__(self, f.name, value)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Options):
     """Options shared by every model: data, budget, seed, device and precision."""
 
     data: str = option("", "data set name or npy:PATH, idx:DIR, images:DIR")
@@ -158,12 +168,18 @@ class TrainConfig:
 
 def _field_type(cls: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:
     """(base type, optional?) of a field annotated like ``int`` or ``int | None``."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _hints(cls)[f.name]
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         base = next(a for a in args if a is not type(None))
         return base, True
     return hint, False
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, evaluated once per class (every build types every field)."""
+    return typing.get_type_hints(cls)
 
 
 def _flag(name: str) -> str:
@@ -208,8 +224,9 @@ def _described(value: Any) -> str:
     )
 
 
-def coerce(cls: type, name: str, value: Any, source: str) -> Any:
-    """Check and convert one value for field ``name`` of ``cls``; ``source`` names it in errors."""
+def coerce(cls: type, name: str, value: Any, source: str, built: bool = False) -> Any:
+    """Check and convert one value for field ``name`` of ``cls``; ``source`` names it in errors
+    (``built``: the flag of a value given when the dataclass was built, in Python say)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     f = fields[name]
     base, optional = _field_type(cls, f)
@@ -226,6 +243,8 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     if choices and value not in choices:
         raise PushforwardError(f"{source}: {name}={value!r} is not one of {', '.join(choices)}")
     why = out_of_bounds(f, value)
+    if why and built:
+        raise PushforwardError(f"{source} {value}: {why}")
     if why:
         raise PushforwardError(f"{source}: {name}={value!r} {why}")
     return value

@@ -2,7 +2,7 @@
 the CLI and the Python API alike.
 
 May import, of this package: config, data, dist, errors, files, limits, metrics, metrics/health,
-models, models/saved, run_folder, training/checkpoint.
+models, models/saved, run_folder.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from .config import INT_LIMIT, TrainConfig, coerce, option
+from .config import INT_LIMIT, Options, TrainConfig, option
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
 from .errors import PushforwardError
@@ -30,18 +30,17 @@ from .run_folder import (
     CHECKPOINTS,
     EVAL,
     HISTORY,
+    LAST_JSON,
     WEIGHTS,
     WEIGHTS_META,
     read_train_config,
 )
-from .training.checkpoint import LAST_JSON
 
 IWAE_K = 100_000  # the IWAE papers' largest is 5,000; each example costs k decoder passes
-FLAGS = {"k": "-k"}  # the flags spelled other than --NAME
 
 
 @dataclass(frozen=True)
-class EvalOptions:
+class EvalOptions(Options):
     """How a run is scored (``pushforward eval`` fills it from its flags, ``Run.evaluate`` from
     keywords): each option declared once with its type, bounds and choices, and every value
     checked (and a flag's string typed) where the options are built, whatever built them."""
@@ -65,12 +64,10 @@ class EvalOptions:
     )
     feature_weights: str | None = option(None, "Inception weights file (.pth)")
 
+    flags: ClassVar[dict[str, str]] = {"k": "-k"}
+
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
-            object.__setattr__(
-                self, f.name, coerce(EvalOptions, f.name, getattr(self, f.name), flag)
-            )
+        super().__post_init__()
         if self.metrics is not None and not all(m.strip() for m in self.metrics.split(",")):
             raise PushforwardError(
                 f"--metrics {self.metrics!r}: an empty name; give names separated by commas, or "

@@ -6,8 +6,7 @@ these; training/log.py appends to its metrics.jsonl.
 Layout (README, "The run folder"): config.json, metrics.jsonl, model.safetensors + model.json,
 checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON only.
 
-May import, of this package: config, data, dist, errors, files, models, training/checkpoint,
-training/frames, version.
+May import, of this package: config, data, dist, errors, files, models, version.
 """
 
 from __future__ import annotations
@@ -36,13 +35,13 @@ from .files import (
     to_json,
 )
 from .models import Model
-from .training.checkpoint import LAST, LAST_JSON
-from .training.frames import INPUTS, SNAPSHOTS
 from .version import __version__
 
 CONFIG, HISTORY, EVAL = "config.json", "metrics.jsonl", "eval.json"
 WEIGHTS, WEIGHTS_META, SAMPLES = "model.safetensors", "model.json", "samples.png"
 CHECKPOINTS = "checkpoints"
+LAST, LAST_JSON = "last.safetensors", "last.json"  # in checkpoints/: the resume checkpoint
+SNAPSHOTS, INPUTS = "snapshots", "inputs.safetensors"  # the frames explore replays
 BEST = "best.safetensors"  # in checkpoints/: the weights of the best --validation score
 EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scored the run
 EXPERIMENT_TRAINED = "experiment-trained.json"  # ... and once it has trained it

@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from pushforward.config import check_bounds, option
+from pushforward.config import Options, option
 from pushforward.data import Dataset
 from pushforward.models import MODELS, ExactDensity, Model
 
 
 @dataclass(frozen=True)
-class ToyConfig:
+class ToyConfig(Options):
     lr: float = option(0.05, "Adam learning rate", above=0)
     init_scale: float = option(1.0, "the Gaussian's standard deviation at the start", above=0)
 
@@ -38,17 +38,11 @@ class Toy(Model, ExactDensity):
     failure_hint = "a longer run (--steps)"
 
     @classmethod
-    def resolve_config(cls, cfg: ToyConfig, data: Dataset, seed: int = 0) -> ToyConfig:
-        check_bounds(cfg)
-        return cfg
-
-    @classmethod
     def bench_options(cls, data: Dataset) -> dict[str, Any]:
         return {"lr": 0.1}
 
     def __init__(self, config: ToyConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
-        check_bounds(config)
         self.config, self.data_shape = config, tuple(data_shape)
         d = math.prod(data_shape)
         self.mean = nn.Parameter(0.1 * torch.randn(d))  # [d]

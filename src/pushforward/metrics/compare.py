@@ -4,7 +4,7 @@ beside pushforward's. A and B are data names (``images:DIR``, ``npy:FILE``, a bu
 optionally ``NAME:train`` / ``NAME:test``) or run folders (that many of their samples).
 
 May import, of this package: data, dist, errors, metrics/features, metrics/inception,
-metrics/inception_eval, run.
+metrics/inception_eval, run, run_folder.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..data import Dataset, load_dataset
 from ..dist import resolve_device
 from ..errors import PushforwardError
 from ..run import Run
+from ..run_folder import CONFIG
 from .features import classifier_for, embed
 from .inception import find_weights, load_inception, pool_features
 from .inception_eval import cached_features, feature_scores
@@ -41,7 +42,7 @@ class ImageSet:
 def image_set(spec: str, n: int | None, seed: int, data_dir: str | None) -> ImageSet:
     """A run folder's samples, or a data name's images (its test split, else all of it)."""
     path = Path(spec).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir() and (path / CONFIG).is_file():
         run = Run.load(path)
         if run.raw_data.kind != "images":
             raise PushforwardError(f"{spec}: the run was trained on points; compare scores images")

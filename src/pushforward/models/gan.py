@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import check_bounds, option
+from ..config import Options, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from . import drawing as dr
@@ -36,7 +36,7 @@ PLAIN_GAN: dict[str, Any] = {"hidden": 256, "depth": 2, **STABLE_ADAM, "r1": 0.0
 
 
 @dataclass(frozen=True)
-class GANConfig:
+class GANConfig(Options):
     latent_dim: int = option(16, "size of z", at_least=1)
     noise: str = option(
         "normal",
@@ -102,13 +102,11 @@ class GAN(Model):
 
     @classmethod
     def resolve_config(cls, cfg: GANConfig, data: Dataset, seed: int = 0) -> GANConfig:
-        check_bounds(cfg)
         check_arch(cfg.arch, cfg.blocks, data.kind == "images")
         return cfg
 
     def __init__(self, config: GANConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
-        check_bounds(config)
         self.config, self.data_shape = config, tuple(data_shape)
         images = len(data_shape) == 3
         arch = config.arch if images else "mlp"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..config import check_bounds, option
+from ..config import Options, option
 from ..data import TOY_MODES, Dataset
 from ..errors import PushforwardError
 from ..limits import check_fits
@@ -27,7 +27,7 @@ from .gmm_search import DEFAULT_EM_STEPS, choose_components, parameters_per_comp
 
 
 @dataclass(frozen=True)
-class GMMConfig:
+class GMMConfig(Options):
     components: int | None = option(
         None,
         "mixture components K (default: the K of 1, 2, 4, ..., --max-components that scores "
@@ -87,7 +87,6 @@ class GMM(Model, ExactDensity, MixtureEM):
     @classmethod
     def resolve_config(cls, cfg: GMMConfig, data: Dataset, seed: int = 0) -> GMMConfig:
         """Without --components, K is chosen on held-out data (``choose_components``)."""
-        check_bounds(cfg)  # before any work
         if cfg.components is None:
             cls.check_memory(replace(cfg, components=1), data.dim)
             cfg = replace(cfg, components=choose_components(cls, cfg, data.train, seed))
@@ -120,7 +119,6 @@ class GMM(Model, ExactDensity, MixtureEM):
 
     def __init__(self, config: GMMConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
-        check_bounds(config)
         if config.components is None:
             raise ValueError("resolve_config first")  # an internal misuse, not a user error
         self.config, self.data_shape = config, tuple(data_shape)

@@ -1,7 +1,7 @@
 """Network blocks sized from the data's shape: MLPs for flat data, DCGAN-style convolutional
 encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN.
 
-May import, of this package: errors.
+May import, of this package: config, errors.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_bounds, option
+from ..config import Options, option
 from ..data import Dataset
 from ..errors import PushforwardError
 from . import drawing as dr
@@ -29,7 +29,7 @@ from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(Options):
     latent_dim: int | None = option(
         None,
         "size of z (default: 16 for images; for points, their dimension up to 16)",
@@ -95,7 +95,6 @@ class VAE(Model, ImportanceWeighted, Encoder):
         """Fill the data-dependent defaults: the likelihood follows the kind of data, and on
         points z is no bigger than x (a 16-d z for 2-d points left samples a diffuse cloud
         over grid25: 4% near a mode against 28% with a 2-d z, docs/benchmarks.md#defaults)."""
-        check_bounds(cfg)
         images = data.kind == "images"
         if cfg.likelihood == "auto":
             cfg = replace(cfg, likelihood="bernoulli" if images else "gaussian")
@@ -108,7 +107,6 @@ class VAE(Model, ImportanceWeighted, Encoder):
         super().__init__()
         if config.likelihood == "auto" or config.latent_dim is None:
             raise ValueError("resolve_config first")  # an internal misuse, not a user error
-        check_bounds(config)
         self.config, self.data_shape = config, tuple(data_shape)
         d = config.latent_dim
         arch = config.arch if len(data_shape) == 3 else "mlp"

@@ -23,7 +23,7 @@ from ..files import atomic_write_bytes, atomic_write_json, safe_name
 from ..metrics import METRICS
 from ..models import MODELS, Encoder, ExactDensity
 from ..run import Run
-from ..training.frames import SNAPSHOTS
+from ..run_folder import SNAPSHOTS
 from ..version import __version__
 
 

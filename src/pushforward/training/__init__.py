@@ -7,4 +7,6 @@ frames of training that ``explore`` replays).
 
 Nothing is imported here, so that the run folder's module can use ``frames`` without
 importing the loop (which imports it).
+
+Imports nothing of this package: any module may import it.
 """

@@ -2,8 +2,8 @@
 safetensors file (its JSON in the header), which makes resume exact; checked tensor by tensor
 before anything is loaded into the model; ``resume_from`` puts a run back in that state.
 
-May import, of this package: dist, errors, files, limits, models, training/log, training/parts,
-training/validation, version.
+May import, of this package: dist, errors, files, limits, models, run_folder, training/log,
+training/parts, training/validation, version.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from ..files import (
 )
 from ..limits import read_file
 from ..models import Model
+from ..run_folder import CONFIG, LAST, LAST_JSON
 from ..version import __version__
 from .log import trim_history
 from .parts import Budget, Position
 from .validation import Validation
 
 CHECKPOINT_FORMAT = 1  # bump when checkpoints/last.* changes meaning
-LAST, LAST_JSON = "last.safetensors", "last.json"
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -107,7 +107,7 @@ def save_checkpoint(
 def _config_sha(folder: Path) -> str | None:
     """The checksum of the run's config.json (beside checkpoints/), which ties a checkpoint to
     its run: a checkpoint copied in from another run is refused."""
-    config = folder.parent / "config.json"
+    config = folder.parent / CONFIG
     if not config.exists():
         return None
     return hashlib.sha256(read_file(config, "restore it or retrain", JSON_LIMIT)).hexdigest()

@@ -7,7 +7,8 @@ Every file is written atomically with its checksum. Frames never touch the train
 numbers or its batch-norm statistics, so a resumed run, which drops the frames past its
 checkpoint and takes them again, ends with the same frames as an uninterrupted one.
 
-May import, of this package: data, dist, errors, files, models, models/drawing, plots.
+May import, of this package: data, dist, errors, files, models, models/drawing, plots,
+run_folder.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from ..models.drawing import (
     to_bytes,
 )
 from ..plots import data_limits
+from ..run_folder import INPUTS, SNAPSHOTS
 
-SNAPSHOTS, INPUTS = "snapshots", "inputs.safetensors"
 DEFAULT_COUNT = {"points": 40, "images": 16}
 BYTES_LIMIT = 4 << 20  # every frame of a run together, whatever the length of training
 

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import dist, plots, recipes
-from ..config import TrainConfig, check_bounds
+from ..config import TrainConfig
 from ..data import Dataset
 from ..errors import Interrupted, PushforwardError
 from ..limits import keep_freed_memory, out_of_memory
@@ -38,7 +38,10 @@ from ..run_folder import (
     BEST,
     CHECKPOINTS,
     HISTORY,
+    LAST,
+    LAST_JSON,
     SAMPLES,
+    SNAPSHOTS,
     TENSORBOARD,
     WEIGHTS,
     WEIGHTS_META,
@@ -50,9 +53,9 @@ from ..run_folder import (
     unlock,
     write_config,
 )
-from .checkpoint import LAST, LAST_JSON, resume_from
+from .checkpoint import resume_from
 from .checkpoint import save_checkpoint as save_state
-from .frames import SNAPSHOTS, Snapshots, resolve_count
+from .frames import Snapshots, resolve_count
 from .log import Logger, Meter
 from .parts import Budget, PhaseStep, Position, StopSignals, batches, shard_loader
 from .prepare import Prepared, build_model, prepare_data
@@ -257,8 +260,6 @@ def fit(
     """Train ``model_name`` with resolved configs and write its run folder; returns the Run."""
     keep_freed_memory()  # CPU steps reuse freed memory instead of faulting in fresh pages
     cls = _model_class(model_name)
-    check_bounds(tcfg)
-    check_bounds(mcfg)
     if not tcfg.data:
         raise PushforwardError(
             "--data is required, e.g. --data ring8 (see `pushforward data list`)"

@@ -47,7 +47,7 @@ class Budget:
     @staticmethod
     def check(tcfg: TrainConfig) -> None:
         """Refuse a budget that cannot run, before anything is written (each number's own
-        bounds are checked with the options, config.check_bounds)."""
+        bounds are checked where the options are built, config.Options)."""
         if tcfg.steps is not None and tcfg.epochs is not None:
             raise PushforwardError("give --steps or --epochs, not both")
         if tcfg.lr_schedule == "cosine" and tcfg.steps is None and tcfg.minutes is not None:

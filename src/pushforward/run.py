@@ -117,6 +117,20 @@ class Run:
             f"Run({str(self.path)!r}, model={self.model_name!r}, data={self.train_config.data!r})"
         )
 
+    def _repr_html_(self) -> str:
+        """The run as a card in a notebook (reports/card.py)."""
+        from .reports.card import run_card
+
+        return run_card(self)
+
+    def explore(self, height: int = 900) -> Any:
+        """The explorer of this run's training (``pushforward explore``), shown inline when a
+        notebook displays it; ``.save(PATH)`` writes the page."""
+        from .explore import page
+        from .reports.card import Explorer
+
+        return Explorer(page(self.path), height)
+
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Run:
         path = Path(path)
@@ -320,4 +334,6 @@ class Run:
         )
         if write:
             atomic_write_json(self.path / EVAL, out)
-        return out
+        from .reports.card import Scores
+
+        return Scores(out)  # a dict, shown as a table in a notebook

@@ -1,0 +1,133 @@
+"""How a run and its numbers show themselves in a notebook, where Jupyter calls ``_repr_html_``:
+a run is a card (its model and what it is, the data, how long it trained, its key numbers beside
+their floors, the samples picture training drew, and how to replay its training); its scores are
+a table, the key numbers first as the metrics declare them; its explorer is the same
+self-contained page as ``pushforward explore`` writes, inline in the cell. Nothing is fetched.
+
+May import the registries, the run folder's names and the explorer; imported by run.py when a
+notebook asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from ..files import read_json
+from ..metrics import METRICS
+from ..models import MODELS
+from ..run_folder import EVAL, EXPLORER, SAMPLES, SNAPSHOTS, WEIGHTS_META
+
+_STYLE = (
+    "<style>.pf-card td,.pf-card th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
+    ".pf-card th:first-child{text-align:left} .pf-card small{color:#666}</style>"
+)
+
+
+def _number(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return html.escape(" ".join(_number(x) for x in v[:6]) + (" …" if len(v) > 6 else ""))
+    return html.escape(str(v))
+
+
+def scores_table(scores: dict[str, Any]) -> str:
+    """The key numbers (as each metric declares them) with their floors, then every other
+    number folded underneath."""
+    keys = {k: (label, floor) for m in METRICS.values() for k, label, floor in m.key_numbers}
+    rows = []
+    for key, (label, floor) in keys.items():
+        if key in scores:
+            bound = scores.get(floor) if floor else None
+            extra = f" <small>(floor {_number(bound)})</small>" if bound is not None else ""
+            rows.append(
+                f"<tr><th>{html.escape(label)}</th><td>{_number(scores[key])}{extra}</td></tr>"
+            )
+    shown = set(keys) | {f for _, f in keys.values() if f}
+    rest = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{_number(v)}</td></tr>"
+        for k, v in scores.items()
+        if k not in shown
+    )
+    return (
+        f"{_STYLE}<table class=pf-card>{''.join(rows)}</table>"
+        f"<details><summary>all {len(scores)} numbers</summary><table class=pf-card>{rest}"
+        "</table></details>"
+    )
+
+
+class Scores(dict):  # type: ignore[type-arg]
+    """What ``Run.evaluate`` returns: the flat eval.json dict, shown as a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        return scores_table(self)
+
+
+def _trained(path: Path) -> str:
+    """How long the run trained, as model.json records it."""
+    meta = read_json(path / WEIGHTS_META) if (path / WEIGHTS_META).exists() else {}
+    info = meta.get("info", {}) if isinstance(meta, dict) else {}
+    if not isinstance(info, dict):
+        return ""
+    steps = info.get("steps", info.get("iterations"))
+    seconds = info.get("seconds")
+    parts = [f"{steps:,} steps" if isinstance(steps, int) else ""]
+    parts.append(f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "")
+    return ", ".join(p for p in parts if p)
+
+
+def run_card(run: Any) -> str:
+    """A run (``pushforward.Run``) as one HTML card."""
+    path, name, data = Path(run.path), run.model_name, run.train_config.data
+    explain = MODELS[name].explain if name in MODELS else ""
+    head = (
+        f"<b>{html.escape(name)}</b> on <b>{html.escape(data)}</b> "
+        f"<small>({html.escape(_trained(path))}; {html.escape(str(path))})</small><br>"
+        f"<small>{html.escape(explain)}</small>"
+    )
+    scores = read_json(path / EVAL) if (path / EVAL).exists() else None
+    numbers = (
+        scores_table(scores)
+        if isinstance(scores, dict)
+        else "<p><small>No eval.json yet: <code>run.evaluate()</code> scores it.</small></p>"
+    )
+    picture = ""
+    if (path / SAMPLES).exists():
+        b64 = base64.b64encode((path / SAMPLES).read_bytes()).decode()
+        picture = f'<img alt="samples" style="max-height:300px" src="data:image/png;base64,{b64}">'
+    replay = ""
+    if (path / SNAPSHOTS).is_dir():
+        page = " (or open explore.html)" if (path / EXPLORER).exists() else ""
+        replay = (
+            f"<p><small><code>run.explore()</code> replays its training here{page}.</small></p>"
+        )
+    warning = run.warning()
+    warn = f"<p style='color:#a00'>warning: {html.escape(warning)}</p>" if warning else ""
+    return (
+        f"<div class=pf-card>{head}{warn}<div style='display:flex;gap:1em;align-items:flex-start'>"
+        f"<div>{numbers}</div>{picture}</div>{replay}</div>"
+    )
+
+
+class Explorer:
+    """A run's explorer page shown inline in a notebook cell (an iframe holding the whole
+    page: its script and data travel with it, nothing is fetched); ``save`` writes it."""
+
+    def __init__(self, page: str, height: int = 900) -> None:
+        self.page, self.height = page, height
+
+    def _repr_html_(self) -> str:
+        doc = html.escape(self.page, quote=True)
+        return (
+            f'<iframe srcdoc="{doc}" style="width:100%;height:{self.height}px;border:0" '
+            'title="pushforward explorer"></iframe>'
+        )
+
+    def save(self, path: str | Path) -> Path:
+        from ..files import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), self.page.encode())
+        return Path(path)

@@ -4,8 +4,8 @@ their floors, the samples picture training drew, and how to replay its training)
 a table, the key numbers first as the metrics declare them; its explorer is the same
 self-contained page as ``pushforward explore`` writes, inline in the cell. Nothing is fetched.
 
-May import the registries, the run folder's names and the explorer; imported by run.py when a
-notebook asks.
+May import the model registry, the run folder's names and the report's cells (page.py);
+imported by run.py when a notebook asks.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ..files import read_json
-from ..metrics import METRICS
+from ..files import atomic_write_bytes, read_json
 from ..models import MODELS
 from ..run_folder import EVAL, EXPLORER, SAMPLES, SNAPSHOTS, WEIGHTS_META
+from .page import key_numbers, value_html
 
 _STYLE = (
     "<style>.pf-card td,.pf-card th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
@@ -26,29 +26,21 @@ _STYLE = (
 )
 
 
-def _number(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return html.escape(" ".join(_number(x) for x in v[:6]) + (" …" if len(v) > 6 else ""))
-    return html.escape(str(v))
-
-
 def scores_table(scores: dict[str, Any]) -> str:
     """The key numbers (as each metric declares them) with their floors, then every other
     number folded underneath."""
-    keys = {k: (label, floor) for m in METRICS.values() for k, label, floor in m.key_numbers}
+    keys = key_numbers()
     rows = []
     for key, (label, floor) in keys.items():
         if key in scores:
             bound = scores.get(floor) if floor else None
-            extra = f" <small>(floor {_number(bound)})</small>" if bound is not None else ""
+            extra = f" <small>(floor {value_html(bound)})</small>" if bound is not None else ""
             rows.append(
-                f"<tr><th>{html.escape(label)}</th><td>{_number(scores[key])}{extra}</td></tr>"
+                f"<tr><th>{html.escape(label)}</th><td>{value_html(scores[key])}{extra}</td></tr>"
             )
     shown = set(keys) | {f for _, f in keys.values() if f}
     rest = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{_number(v)}</td></tr>"
+        f"<tr><th>{html.escape(k)}</th><td>{value_html(v)}</td></tr>"
         for k, v in scores.items()
         if k not in shown
     )
@@ -127,7 +119,5 @@ class Explorer:
         )
 
     def save(self, path: str | Path) -> Path:
-        from ..files import atomic_write_bytes
-
         atomic_write_bytes(Path(path), self.page.encode())
         return Path(path)

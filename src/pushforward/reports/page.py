@@ -39,13 +39,14 @@ def key_numbers() -> dict[str, tuple[str, str | None]]:
     return {key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers}
 
 
-def _value(v: Any) -> str:
+def value_html(v: Any) -> str:
+    """One number (or list of numbers) as a table cell shows it."""
     if isinstance(v, bool) or v is None:
         return html.escape("" if v is None else str(v))
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list):  # kl_per_dim: a line, not a tall cell
-        shown = " ".join(_value(x) for x in v[:6])
+        shown = " ".join(value_html(x) for x in v[:6])
         return html.escape(f"{len(v)} values: {shown}{' …' if len(v) > 6 else ''}")
     return html.escape(str(v))
 
@@ -61,9 +62,11 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
         for m in models:
             v, f = rows[m].get(key), rows[m].get(floor) if floor else None
             extra = (
-                f" <small>(floor {_value(f)})</small>" if f is not None and v is not None else ""
+                f" <small>(floor {value_html(f)})</small>"
+                if f is not None and v is not None
+                else ""
             )
-            cells.append(f"<td>{_value(v)}{extra}</td>")
+            cells.append(f"<td>{value_html(v)}{extra}</td>")
         return f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>"
 
     present = {k for r in rows.values() for k in r}

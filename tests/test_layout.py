@@ -1,6 +1,6 @@
 """The shape of the package, kept: no file over 400 lines, no function over 60, no import cycle
-among its modules, and the parts that draw and report any model (the explorer, its GIF, the
-training's frames, the reports) name none."""
+among its modules (lazy imports included), and the parts that draw and report any model (the
+explorer, its GIF, the training's frames, the reports) name none."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def test_no_file_over_400_lines_and_no_function_over_60() -> None:
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules ``name`` imports when it is imported (not inside functions, not
-    for type checking only), each with the packages above it."""
+    """The package's modules ``name`` imports, when it is imported or later inside its
+    functions (all but the imports for type checking only), each with the packages above it."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.parse(path.read_text()).body:

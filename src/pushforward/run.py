@@ -1,8 +1,8 @@
 """The :class:`Run` handle: a trained run folder to sample from, evaluate and look into, used by
 the CLI and the Python API alike.
 
-May import, of this package: config, data, dist, errors, files, limits, metrics, metrics/health,
-models, models/saved, run_folder.
+May import, of this package: config, data, dist, errors, explore, explore/card, files, limits,
+metrics, metrics/health, models, models/saved, run_folder.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from .config import INT_LIMIT, Options, TrainConfig, option
 from .data import Dataset, binarize, binarize_held_out, load_dataset
 from .dist import resolve_device
 from .errors import PushforwardError
+from .explore import page
+from .explore.card import Explorer, Scores, run_card
 from .files import atomic_write_json, read_json, read_jsonl
 from .limits import check_fits
 from .metrics import EvalInput, evaluate
@@ -119,16 +121,11 @@ class Run:
 
     def _repr_html_(self) -> str:
         """The run as a card in a notebook (reports/card.py)."""
-        from .reports.card import run_card
-
         return run_card(self)
 
     def explore(self, height: int = 900) -> Any:
         """The explorer of this run's training (``pushforward explore``), shown inline when a
         notebook displays it; ``.save(PATH)`` writes the page."""
-        from .explore import page
-        from .reports.card import Explorer
-
         return Explorer(page(self.path), height)
 
     @classmethod
@@ -334,6 +331,4 @@ class Run:
         )
         if write:
             atomic_write_json(self.path / EVAL, out)
-        from .reports.card import Scores
-
         return Scores(out)  # a dict, shown as a table in a notebook

@@ -220,6 +220,12 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def key_numbers() -> dict[str, tuple[str, str | None]]:
+    """Each key a metric declares a key number, with its label and the key of its floor: what
+    the reports and a run's card show first."""
+    return {key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers}
+
+
 def evaluate(e: EvalInput, names: list[str] | None = None) -> dict[str, Any]:
     """The named metrics (default: every one that applies) as one flat dict; a named metric
     that is unknown or does not apply is a user error."""
@@ -235,4 +241,4 @@ def evaluate(e: EvalInput, names: list[str] | None = None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["METRICS", "MODE_SAMPLES", "EvalInput", "Metric", "evaluate"]
+__all__ = ["METRICS", "MODE_SAMPLES", "EvalInput", "Metric", "evaluate", "key_numbers"]

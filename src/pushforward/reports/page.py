@@ -3,8 +3,8 @@
 the numbers as a table, the key numbers first (as each metric declares them) with their floors.
 Every figure is inlined as base64: the page opens from disk, alone.
 
-May import the models' and metrics' registries, the Run handle and plots; imported by
-reports/__init__.py.
+May import the models' and metrics' registries, the Run handle, the explorer (and the cells
+of a run's card, explore/card.py) and plots; imported by reports/__init__.py.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import torch
 from .. import plots
 from ..data import Dataset
 from ..explore import write_explorer
+from ..explore.card import value_html
 from ..files import atomic_write_bytes, atomic_write_json, safe_name
-from ..metrics import METRICS
+from ..metrics import METRICS, key_numbers
 from ..models import MODELS, Encoder, ExactDensity
 from ..run import Run
 from ..run_folder import SNAPSHOTS
@@ -30,25 +31,6 @@ from ..version import __version__
 def _img(png: bytes, alt: str) -> str:
     b64 = base64.b64encode(png).decode()
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
-
-
-# the numbers a reader compares first, as each metric declares them, with the floor each has
-# (what a perfect model scores); the rest are folded under "all numbers"
-def key_numbers() -> dict[str, tuple[str, str | None]]:
-    """Each key a metric declares a key number, with its label and the key of its floor."""
-    return {key: (label, floor) for m in METRICS.values() for key, label, floor in m.key_numbers}
-
-
-def value_html(v: Any) -> str:
-    """One number (or list of numbers) as a table cell shows it."""
-    if isinstance(v, bool) or v is None:
-        return html.escape("" if v is None else str(v))
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):  # kl_per_dim: a line, not a tall cell
-        shown = " ".join(value_html(x) for x in v[:6])
-        return html.escape(f"{len(v)} values: {shown}{' …' if len(v) > 6 else ''}")
-    return html.escape(str(v))
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:

@@ -4,8 +4,8 @@ their floors, the samples picture training drew, and how to replay its training)
 a table, the key numbers first as the metrics declare them; its explorer is the same
 self-contained page as ``pushforward explore`` writes, inline in the cell. Nothing is fetched.
 
-May import the model registry, the run folder's names and the report's cells (page.py);
-imported by run.py when a notebook asks.
+May import the metric and model registries, the run folder's names and the file I/O; imported
+by run.py and by the reports (reports/page.py draws its cells with ``value_html``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes, read_json
+from ..metrics import key_numbers
 from ..models import MODELS
 from ..run_folder import EVAL, EXPLORER, SAMPLES, SNAPSHOTS, WEIGHTS_META
-from .page import key_numbers, value_html
 
 _STYLE = (
     "<style>.pf-card td,.pf-card th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
     ".pf-card th:first-child{text-align:left} .pf-card small{color:#666}</style>"
 )
+
+
+def value_html(v: Any) -> str:
+    """One number (or list of numbers) as a table cell shows it."""
+    if isinstance(v, bool) or v is None:
+        return html.escape("" if v is None else str(v))
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):  # kl_per_dim: a line, not a tall cell
+        shown = " ".join(value_html(x) for x in v[:6])
+        return html.escape(f"{len(v)} values: {shown}{' …' if len(v) > 6 else ''}")
+    return html.escape(str(v))
 
 
 def scores_table(scores: dict[str, Any]) -> str:

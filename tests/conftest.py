@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the session, so the feature classifiers are trained once, not per test."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def lessons(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The executed lessons, shared by the course's tests and the site's build and by every
+    worker of this session (docs/hooks.py runs each lesson once, under a lock)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lessons"
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +89,49 @@ class PicklePayload:
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (open, (self.marker, "w"))
+
+
+# the browser tests (of the explorer, the report and the documentation site): headless Chromium
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "the selenium package (pip install -e '.[dev]')"
+    if not CHROMIUM or not DRIVER:
+        return "Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = _missing()
+    if missing:
+        message = f"no browser test: {missing} is not installed"
+        if os.environ.get("PUSHFORWARD_BROWSER") == "required":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(driver: Any, page: Path | str) -> None:
+    """Open a file (or a URL) and fail on any error in the browser's console."""
+    driver.get(page if isinstance(page, str) else page.resolve().as_uri())
+    time.sleep(0.3)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

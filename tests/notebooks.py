@@ -1,14 +1,16 @@
 """Execute a notebook in a fresh kernel of this interpreter (whatever kernels the machine has
 installed) and hand back the executed notebook, for the tests of the course and of the
-notebook display."""
+notebook display and for the site's build (docs/hooks.py); and the site's build hooks."""
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
@@ -49,3 +51,14 @@ def outputs(nb: nbformat.NotebookNode, mime: str) -> list[str]:
         for o in cell.get("outputs", [])
         if mime in o.get("data", {})
     ]
+
+
+def site_hooks() -> Any:
+    """docs/hooks.py, the documentation site's build hooks (lesson execution, MathML, the CLI
+    reference), as a module."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "hooks.py"
+    spec = importlib.util.spec_from_file_location("pushforward_site_hooks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

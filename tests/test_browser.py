@@ -5,60 +5,14 @@ PUSHFORWARD_BROWSER=required (set by .ci/run once it has installed one) they fai
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import pushforward
 from pushforward.explore import write_explorer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "the selenium package (pip install -e '.[dev]')"
-    if not CHROMIUM or not DRIVER:
-        return "Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    missing = _missing()
-    if missing:
-        message = f"no browser test: {missing} is not installed"
-        if os.environ.get("PUSHFORWARD_BROWSER") == "required":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _open(driver: Any, page: Path) -> None:
-    driver.get(page.resolve().as_uri())
-    time.sleep(0.3)
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert not errors, errors
+from .conftest import open_page as _open
 
 
 def _pixels(driver: Any, canvas_id: str) -> str:

@@ -1,4 +1,5 @@
-"""The command line end to end: every README command runs, and the run folder is as documented."""
+"""The command line end to end: every command of the README and of the getting-started page runs,
+and the run folder is as documented."""
 
 from __future__ import annotations
 
@@ -16,25 +17,31 @@ from pushforward.training.frames import read_snapshots
 
 from .conftest import assert_user_error
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# the README's commands, then the getting-started page's tour (the same commands run once)
+PAGES = (README, ROOT / "docs" / "getting-started.md")
 
 
 def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+    """The ``lang`` code blocks of the README and the getting-started page, each once."""
+    found = [re.findall(rf"```{lang}\n(.*?)```", p.read_text(), flags=re.S) for p in PAGES]
+    return list(dict.fromkeys(b for blocks in found for b in blocks))
 
 
 def readme_commands(smoke: bool | None = None) -> list[list[str]]:
-    """The README's commands; ``smoke`` True keeps those under a "# smoke run" line, False the
-    others (a model trained by one of those must work)."""
-    cmds = []
+    """The commands of the README and the getting-started page, in order, each once; ``smoke``
+    True keeps those under a "# smoke run" line, False the others (a model trained by one of
+    those must work)."""
+    cmds: dict[tuple[str, ...], bool] = {}
     for block in _blocks("bash"):
         marked = False
         for raw in block.splitlines():
             line = raw.split("#")[0].strip()
-            if line.startswith("pushforward ") and smoke in (None, marked):
-                cmds.append(shlex.split(line)[1:])
+            if line.startswith("pushforward "):
+                cmds.setdefault(tuple(shlex.split(line)[1:]), marked)
             marked = raw.strip().startswith("# smoke run")
-    return cmds
+    return [list(c) for c, m in cmds.items() if smoke in (None, m)]
 
 
 def test_readme_shows_the_main_commands() -> None:

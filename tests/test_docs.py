@@ -85,3 +85,32 @@ def test_an_invalid_command_is_caught() -> None:
             build_parser().parse_args(bad)
     with pytest.raises(PushforwardError):
         resolve((TrainConfig, MODELS["gan"].Config), {"lr": "-1"}, None, [])
+
+
+def test_the_docs_speak_to_users_not_about_their_history() -> None:
+    """No issue numbers and no development history in what users read: the README, the docs
+    and lessons, and the package's docstrings and comments."""
+    history = re.compile(r"\bissues? #?\d+|\bsessions?\b|\bearlier notes\b", re.I)
+    texts = [ROOT / "README.md", *DOCS, *(ROOT / "docs" / "course").glob("*.py")]
+    texts += sorted((ROOT / "src" / "pushforward").rglob("*.py"))
+    found = [
+        f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+        for p in texts
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if history.search(line)
+    ]
+    assert not found, found
+
+
+def test_the_experiments_page_python_runs(tmp_path: Path) -> None:
+    """The experiments page's Python: ``run_experiment`` returns the numbers, shown in a
+    notebook as the summary's tables above the figures."""
+    page = (ROOT / "docs" / "experiments" / "index.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    scope: dict[str, object] = {}
+    exec(compile(block, "docs/experiments/index.md", "exec"), scope)
+    results = scope["results"]
+    assert results["experiment"] == "gmm-universality" and results["quick"]  # type: ignore[index]
+    shown = results._repr_html_()  # type: ignore[attr-defined]
+    assert "<table" in shown and shown.count("data:image/png;base64,") >= 2
+    assert (tmp_path / "experiments" / "gmm-universality" / "results.json").is_file()

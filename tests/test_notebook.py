@@ -1,5 +1,6 @@
 """A run shows itself in a notebook: the run as a card (model, data, training length, key
-numbers beside their floors, its samples), its scores as a table, its explorer inline."""
+numbers beside their floors, its samples), its scores as a table, its explorer inline, its
+training as a progress widget; an experiment's results as its tables and figures."""
 
 from __future__ import annotations
 
@@ -61,3 +62,24 @@ def test_a_run_displays_itself_in_a_jupyter_kernel(tmp_path: Path) -> None:
         o.get("text", "") for c in done.cells for o in c.get("outputs", []) if o.get("name")
     )
     assert "\x1b[" not in streams and "\r" not in streams
+    # but a notebook progress bar: tqdm's widget
+    assert outputs(done, "application/vnd.jupyter.widget-view+json")
+
+
+def test_an_experiments_results_show_their_tables_and_figures(tmp_path: Path) -> None:
+    from pushforward.experiments import Results
+    from pushforward.experiments.base import md_table
+
+    (tmp_path / "summary.md").write_text(
+        "## Mode coverage\n\n" + md_table(["config", "modes"], [["plain", 3.5], ["r1", 8.0]])
+    )
+    import matplotlib.pyplot as plt
+
+    plt.imsave(tmp_path / "modes.png", [[0.0, 1.0], [1.0, 0.0]])  # a figure the experiment drew
+    shown = Results({"experiment": "mode-collapse", "seconds": 1.5}, tmp_path / "results.json")
+    page = shown._repr_html_()
+    assert "<h4>Mode coverage</h4>" in page
+    assert "<th>config</th><th>modes</th>" in page and "<td>r1</td><td>8.000</td>" in page
+    assert "---" not in page  # the table's rule is not a row
+    assert page.count("data:image/png;base64,") == 1 and "modes.png" in page
+    assert shown["seconds"] == 1.5 and shown.path.name == "results.json"

@@ -341,7 +341,8 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     default = args.name if args.scale == 1 else f"{args.name}-x{args.scale:g}"
     out = Path(args.out or Path("experiments") / default)
     settings = Settings(args.jobs, args.device, args.data_dir, args.scale, tuple(args.only))
-    print(f"wrote {run_experiment(args.name, out, args.quick, settings)} and the figures beside it")
+    results = run_experiment(args.name, out, args.quick, settings)
+    print(f"wrote {results.path} and the figures beside it")
 
 
 def _cmd_explore(args: argparse.Namespace) -> None:

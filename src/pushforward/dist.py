@@ -8,6 +8,7 @@ May import, of this package: errors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -96,8 +97,15 @@ def lost_peer(e: BaseException, timeout_s: float) -> PushforwardError | None:
     )
 
 
-def teardown() -> None:
+def teardown(together: bool) -> None:
+    """Leave the process group; ``together`` (after a run every rank finished) first waits for
+    every rank, since a rank that destroys its group and exits while a peer still has gloo
+    traffic in flight can make that peer's worker threads abort it at exit. After an error
+    there is no waiting: the peers may never arrive."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if together:
+            with contextlib.suppress(RuntimeError):  # a peer already gone: leave anyway
+                torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

@@ -3,7 +3,7 @@ continues the same run, clearing what a retrained run replaces, config.json, and
 loading the model files. The :class:`~.run.Run` handle reads a finished folder through
 these; training/log.py appends to its metrics.jsonl.
 
-Layout (README, "The run folder"): config.json, metrics.jsonl, model.safetensors + model.json,
+Layout (docs/guides/run-folder.md): config.json, metrics.jsonl, model.safetensors + model.json,
 checkpoints/last.*, samples.png, eval.json. Loading reads safetensors and JSON only.
 
 May import, of this package: config, data, dist, errors, files, models, version.

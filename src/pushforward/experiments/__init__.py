@@ -6,7 +6,8 @@ writes its figures, results.json and summary.md into a folder; docs/experiments/
 results with the command that made them. ``--quick`` shrinks the budgets for tests.
 
 May import, of this package: errors, experiments/base, experiments/explicit_vs_implicit,
-experiments/fixed_prior, experiments/gmm_universality, experiments/mode_collapse, files.
+experiments/fixed_prior, experiments/gmm_universality, experiments/mode_collapse,
+explore/card (the results' notebook display), files.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import PushforwardError
+from ..explore.card import results_card
 from ..files import atomic_write_bytes, atomic_write_json
 from . import explicit_vs_implicit, fixed_prior, gmm_universality, mode_collapse
 from .base import Experiment, Settings
@@ -31,11 +34,24 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
+class Results(dict):  # type: ignore[type-arg]
+    """What ``run_experiment`` returns: the numbers results.json holds, with ``path`` (that
+    file); a notebook shows them as the summary's tables above the figures."""
+
+    def __init__(self, numbers: dict[str, Any], path: Path) -> None:
+        super().__init__(numbers)
+        self.path = path
+
+    def _repr_html_(self) -> str:
+        return results_card(self["experiment"], self.path.parent, self["seconds"])
+
+
 def run_experiment(
     name: str, out: Path, quick: bool = False, settings: Settings | None = None
-) -> Path:
+) -> Results:
     """Run one experiment into ``out``; writes out/results.json (and summary.md) beside its
-    figures. Run again after an interruption, it reuses every run that finished."""
+    figures and returns the numbers. Run again after an interruption, it reuses every run that
+    finished."""
     experiment, settings = EXPERIMENTS[name], settings or Settings()
     if settings.jobs < 1:
         raise PushforwardError(f"--jobs {settings.jobs}: must be at least 1")
@@ -55,7 +71,7 @@ def run_experiment(
     atomic_write_json(out / "results.json", results)
     if experiment.summary is not None:
         atomic_write_bytes(out / "summary.md", experiment.summary(results).encode())
-    return out / "results.json"
+    return Results(results, out / "results.json")
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "Settings", "run_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "Results", "Settings", "run_experiment"]

@@ -2,7 +2,8 @@
 a run is a card (its model and what it is, the data, how long it trained, its key numbers beside
 their floors, the samples picture training drew, and how to replay its training); its scores are
 a table, the key numbers first as the metrics declare them; its explorer is the same
-self-contained page as ``pushforward explore`` writes, inline in the cell. Nothing is fetched.
+self-contained page as ``pushforward explore`` writes, inline in the cell; an experiment's results
+are its summary's tables above its figures. Nothing is fetched.
 
 May import the metric and model registries, the run folder's names and the file I/O; imported
 by run.py and by the reports (reports/page.py draws its cells with ``value_html``).
@@ -98,10 +99,7 @@ def run_card(run: Any) -> str:
         if isinstance(scores, dict)
         else "<p><small>No eval.json yet: <code>run.evaluate()</code> scores it.</small></p>"
     )
-    picture = ""
-    if (path / SAMPLES).exists():
-        b64 = base64.b64encode((path / SAMPLES).read_bytes()).decode()
-        picture = f'<img alt="samples" style="max-height:300px" src="data:image/png;base64,{b64}">'
+    picture = _png(path / SAMPLES, "max-height:300px") if (path / SAMPLES).exists() else ""
     replay = ""
     if (path / SNAPSHOTS).is_dir():
         page = " (or open explore.html)" if (path / EXPLORER).exists() else ""
@@ -113,6 +111,55 @@ def run_card(run: Any) -> str:
     return (
         f"<div class=pf-card>{head}{warn}<div style='display:flex;gap:1em;align-items:flex-start'>"
         f"<div>{numbers}</div>{picture}</div>{replay}</div>"
+    )
+
+
+def _markdown_html(text: str) -> str:
+    """The Markdown an experiment's summary holds (headings, pipe tables, paragraphs) as HTML."""
+    out: list[str] = []
+    rows: list[list[str]] = []
+
+    def flush() -> None:
+        if rows:
+            head, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
+            cells = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+            trs = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body
+            )
+            out.append(f"<table class=pf-card><tr>{cells}</tr>{trs}</table>")
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")) + 2, 6)
+            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "".join(out)
+
+
+def _png(path: Path, style: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" style="{style}" src="data:image/png;base64,{b64}">'
+
+
+def results_card(name: str, folder: Path, seconds: Any) -> str:
+    """An experiment's results: its summary's tables, then every figure it drew."""
+    summary = folder / "summary.md"
+    tables = _markdown_html(summary.read_text()) if summary.exists() else ""
+    figures = "".join(
+        f"<figure>{_png(f, 'max-width:100%')}<figcaption><small>{html.escape(f.name)}"
+        "</small></figcaption></figure>"
+        for f in sorted(folder.glob("*.png"))
+    )
+    return (
+        f"{_STYLE}<div class=pf-card><b>{html.escape(name)}</b> <small>({seconds} s; "
+        f"{html.escape(str(folder))})</small>{tables}{figures}</div>"
     )
 
 

@@ -265,9 +265,11 @@ def fit(
             "--data is required, e.g. --data ring8 (see `pushforward data list`)"
         )
     device = dist.resolve_device(tcfg.device)
-    owns_group = dist.setup(device, tcfg.dist_timeout)
+    owns_group, finished = dist.setup(device, tcfg.dist_timeout), False
     try:
-        return _fit(cls, model_name, tcfg, mcfg, out, overwrite, progress, device)
+        run = _fit(cls, model_name, tcfg, mcfg, out, overwrite, progress, device)
+        finished = True
+        return run
     except RuntimeError as e:
         oom = out_of_memory(e, device)
         lost = None if oom or not owns_group else dist.lost_peer(e, tcfg.dist_timeout)
@@ -279,7 +281,7 @@ def fit(
         raise failed from None
     finally:
         if owns_group:
-            dist.teardown()
+            dist.teardown(together=finished)
 
 
 def _fit(

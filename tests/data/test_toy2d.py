@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pushforward.data import TOY_SETS, load_dataset
+from pushforward.data import TOY_MODES, TOY_SETS, TOY_STD, load_dataset
 from pushforward.data.toy2d import toy_split
 
 EXACT = [name for name, t in TOY_SETS.items() if t.log_prob is not None]
@@ -68,3 +68,17 @@ def test_log_prob_is_zero_density_off_support() -> None:
     # at a mode centre: log(1/8) - log(2 pi 0.01^2)
     assert float(ring[0]) == pytest.approx(np.log(1 / 8) - np.log(2 * np.pi * 1e-4), abs=1e-6)
     assert float(ring[1]) < -1000
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_a_mode_sets_labels_are_its_modes(name: str) -> None:
+    """Each point is labelled with the Gaussian it was drawn from: within 6 sd of that mode,
+    the modes equally likely; the sets without modes have no labels."""
+    ds = load_dataset(name)
+    modes = torch.as_tensor(TOY_MODES[name], dtype=torch.float32)
+    for x, y in ((ds.train, ds.train_labels), (ds.test, ds.test_labels)):
+        assert y is not None and x is not None and y.dtype == torch.int64 and len(y) == len(x)
+        assert (x - modes[y]).norm(dim=1).max() < 6 * TOY_STD[name]
+        share = torch.bincount(y, minlength=len(modes)).double() / len(y)
+        assert (share - 1 / len(modes)).abs().max() < 0.015, share
+    assert load_dataset("moons").train_labels is None

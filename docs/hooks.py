@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def _executor() -> Any:
 
 def run_lesson(lesson: Path, scratch: Path) -> nbformat.NotebookNode:
     """Execute one lesson where a reader opens it (docs/course/, the docs' figures beside it),
-    in a scratch copy of that folder; the notebook records the lesson's SHA-256."""
+    in a scratch copy of that folder; the notebook records the digest of its sources."""
     here = scratch / "docs" / "course"
     here.mkdir(parents=True, exist_ok=True)
     figures = scratch / "docs" / "experiments"
@@ -158,10 +159,14 @@ def cli_reference() -> str:
     return "".join(pages)
 
 
+_SCRATCH: list[Path] = []  # folders this build writes and removes when it ends
+
+
 @event_priority(100)  # before mkdocs-jupyter claims the notebooks
 def on_files(files: Files, config: Any) -> Files:
     store = Path(os.environ.get("PUSHFORWARD_LESSONS", ROOT / "build" / "lessons"))
-    shown = Path(tempfile.mkdtemp(prefix="pushforward-site-"))
+    shown = Path(tempfile.mkdtemp(prefix="pushforward-site-"))  # this build's pages' notebooks
+    _SCRATCH.append(shown)
     for lesson in lesson_sources():
         for_the_site(executed(lesson, store), shown / "course" / f"{lesson.stem}.ipynb")
         files.append(
@@ -186,3 +191,12 @@ def on_post_page(output: str, page: Any, config: Any) -> str:
             flags=re.S | re.I,
         )
     return output
+
+
+def on_post_build(config: Any) -> None:
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
+
+
+def on_build_error(error: Exception) -> None:
+    on_post_build(None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
@@ -42,13 +43,19 @@ def lesson_sources() -> list[Path]:
 TIMEOUT = 300  # seconds a cell may take: a lesson runs in under 5 minutes on 2 cores
 
 
-def _digest(lesson: Path) -> str:
-    """The lesson's source and the package's: what its outputs depend on."""
-    h = hashlib.sha256(lesson.read_bytes())
+@functools.cache
+def _package_digest() -> bytes:
+    """The package's source, read once per process."""
+    h = hashlib.sha256()
     for path in sorted((ROOT / "src" / "pushforward").rglob("*")):
         if path.suffix in (".py", ".js", ".toml"):
             h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
-    return h.hexdigest()
+    return h.digest()
+
+
+def _digest(lesson: Path) -> str:
+    """The lesson's source and the package's: what its outputs depend on."""
+    return hashlib.sha256(lesson.read_bytes() + _package_digest()).hexdigest()
 
 
 def _executor() -> Any:

@@ -120,7 +120,7 @@ class Run:
         )
 
     def _repr_html_(self) -> str:
-        """The run as a card in a notebook (reports/card.py)."""
+        """The run as a card in a notebook (explore/card.py)."""
         return run_card(self)
 
     def explore(self, height: int = 900) -> Any:

@@ -28,7 +28,7 @@ from .dataset import (
     resolve_binarize,
     validation_split,
 )
-from .toy2d import TOY_MODES, TOY_SETS, TOY_SOURCES, TOY_STD, mode_labels
+from .toy2d import TOY_MODES, TOY_SETS, TOY_SOURCES, TOY_STD
 
 DATASETS: dict[str, Source] = {
     **TOY_SOURCES,
@@ -63,7 +63,6 @@ __all__ = [
     "check_data_dir",
     "list_datasets",
     "load_dataset",
-    "mode_labels",
     "resolve_binarize",
     "validation_split",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .. import dist
-from ..data import Dataset, mode_labels
+from ..data import Dataset
 from ..errors import PushforwardError
 from ..files import load_tensors_and_metadata, save_tensors
 from ..models import Model
@@ -92,10 +92,8 @@ def _evaluating(model: Model) -> Iterator[None]:
 
 
 def _labels(data: Dataset, x: torch.Tensor) -> torch.Tensor:
-    """A colour class per shown example: its class label, the nearest mode of a mode set, or -1."""
-    modes = mode_labels(data.name, x) if data.kind == "points" else None
-    if modes is not None:
-        return modes
+    """A colour class per shown example (the first of its split): its label (a mode set's
+    points are labelled with their mode), or -1."""
     labels = data.test_labels if data.test is not None else data.train_labels
     if labels is not None:
         return labels[: len(x)].long()

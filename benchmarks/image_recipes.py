@@ -6,6 +6,11 @@ Run by hand, one candidate at a time (each takes up to an hour on 2 CPU cores):
 
     python benchmarks/image_recipes.py gan-r1-blocks2 --data digits --set steps=5000
     python benchmarks/image_recipes.py --recipe gan grey-28 --data fashion-mnist --seeds 0 1 2
+    python benchmarks/image_recipes.py --recipe gan grey-28 --data fashion-mnist --conditional
+
+``--conditional`` trains the class-conditional model and adds its scores: the classifier's
+accuracy on each asked class's samples and the Fréchet distance within each class, with their
+floors.
 
 Each line of output is one seed's scores as JSON, then the mean and spread over the seeds.
 """
@@ -31,6 +36,8 @@ DCGAN = {"arch": "conv", "hidden": 64, "batch_size": 64}
 RADFORD = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1": 0.0, "ema": 0.999}  # DCGAN's Adam
 DEFAULTS_OPT = {"lr": 5e-4, "beta1": 0.0, "beta2": 0.9, "r1": 1.0, "ema": 0.99}  # the MLP's
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "gan-defaults": ("gan", {}),  # the model's own defaults, for reference
+    "vae-defaults": ("vae", {}),
     "gan-dcgan": ("gan", {**DCGAN, **RADFORD}),
     "gan-dcgan-r1": ("gan", {**DCGAN, **DEFAULTS_OPT}),
     # hinge loss, spectral norm on D, two time-scale rates (Miyato et al. 2018; Heusel et al. 2017)
@@ -59,11 +66,15 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 KEYS = ("fd", "precision", "recall", "density", "coverage")
+CONDITIONAL_KEYS = ("cond_accuracy", "cond_accuracy_floor", "intra_fd", "intra_fd_floor")
 
 
 def score(run: Run, sampler: str) -> dict[str, float]:
-    s = run.evaluate(["features"], n_fake=10_000, sampler=sampler, write=False)
-    return {k: round(float(s[k]), 4) for k in KEYS}
+    conditional = bool(run.model.classes)
+    metrics = ["features", "conditional"] if conditional else ["features"]
+    s = run.evaluate(metrics, n_fake=10_000, sampler=sampler, write=False)
+    keys = KEYS + (CONDITIONAL_KEYS if conditional and sampler == "prior" else ())
+    return {k: round(float(s[k]), 4) for k in keys}
 
 
 def one(model: str, options: dict[str, Any], data: str, seed: int, out: Path) -> dict[str, Any]:
@@ -88,6 +99,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change an option")
+    p.add_argument("--conditional", action="store_true", help="the class-conditional model")
     p.add_argument("--out", default="recipe-runs", help="folder for the run folders")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,6 +111,9 @@ def main() -> None:
     else:
         p.error("name a candidate or --recipe MODEL NAME")
     options = {**options, **dict(s.split("=", 1) for s in args.set)}
+    if args.conditional:
+        options["conditional"] = True
+        name += "-conditional"
     print(json.dumps({"candidate": name, "options": options, "data": args.data,
                       "machine": f"{platform.processor() or platform.machine()}, "
                       f"{args.threads} threads, torch {torch.__version__}"}))  # fmt: skip

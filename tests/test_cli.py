@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pushforward
+from pushforward.metrics.features import classifier_for, embed
 from pushforward.training.frames import read_snapshots
 
 from .conftest import assert_user_error
@@ -109,6 +111,14 @@ def test_every_readme_command_runs(cli, tmp_path: Path) -> None:
     frames = read_snapshots(tmp_path / "runs" / "gan-ring8")[2]
     assert [f["step"] for f in frames][::39] == [0, 1000] and page.count('"seconds": ') == 40
     assert (tmp_path / "gan-ring8.gif").read_bytes().count(b"\x21\xf9\x04") == 40
+    # the conditional GAN asked for sevens draws sevens, as the digits classifier reads them
+    cgan = pushforward.load(str(tmp_path / "runs" / "cgan-digits"))
+    net, _ = classifier_for(cgan.raw_data)
+    read = embed(net, cgan.sample(200, seed=1, label=7))[1].argmax(1)
+    assert float((read == 7).double().mean()) > 0.8
+    assert (tmp_path / "sevens.png").read_bytes()[:4] == b"\x89PNG"
+    cvae = json.loads((tmp_path / "runs" / "cvae-digits" / "eval.json").read_text())
+    assert cvae["cond_accuracy"] > 0.8 and cvae["cond_accuracy_floor"] > 0.95, cvae  # chance 0.1
     vae2 = (tmp_path / "runs" / "vae2-digits" / "explore.html").read_text()
     assert '"latent_images"' in vae2 and '"latent_side": 16' in vae2
     assert (tmp_path / "pushforward-demo" / "explore" / "gan-digits.html").is_file()
@@ -270,7 +280,7 @@ def test_recon_and_interpolate_layouts(cli, tmp_path: Path) -> None:
         assert 1.8 < im.size[0] / im.size[1] < 3.2, im.size
     assert cli("sample", "v", "-n", "3", "--interpolate", "--steps", "5", "--out", "i.npy")[0] == 0
     lines = np.load("i.npy").reshape(3, 5, 1, 8, 8)
-    z = run.model.encode(run._held_out(6, 0))[0]  # pairs (0, 3), (1, 4), (2, 5)
+    z = run.model.encode(run._held_out(6, 0)[0])[0]  # pairs (0, 3), (1, 4), (2, 5)
     for at, code in ((0, z[:3]), (2, (z[:3] + z[3:]) / 2), (4, z[3:])):  # ends and middle
         want = run.model.decode_mean(code).numpy()
         np.testing.assert_allclose(lines[:, at], want, atol=1e-5)

@@ -50,11 +50,14 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     assert nll[0] == pytest.approx(nll[1], abs=0.5)
 
 
-def test_gan_ranks_stay_identical_with_penalty_pack_and_ema(tmp_path: Path) -> None:
-    options = {"data": "ring8", "steps": 100, "r1": 1.0, "ema": 0.99, "pack": 2, "batch_size": 64}
+def test_gan_ranks_stay_identical_with_penalty_pack_ema_and_labels(tmp_path: Path) -> None:
+    """The conditional GAN (each rank's batches with their labels, packs of two labelled
+    examples, the projection discriminator) with R1 and the EMA generator."""
+    options = {"data": "ring8", "steps": 100, "r1": 1.0, "ema": 0.99, "pack": 2, "batch_size": 64,
+               "conditional": True}  # fmt: skip
     run = _launch(tmp_path / "gan", "gan", options, 2)
     rows = run.history()
-    assert rows[-1]["step"] == 100 and "D_r1" in rows[-1]
+    assert rows[-1]["step"] == 100 and "D_r1" in rows[-1] and run.model.classes == 8
     # a user error found on rank 0 (the folder is taken) stops both ranks with its one line,
     # not a hang at the next barrier
     cmd = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]

@@ -90,7 +90,7 @@ def test_an_invalid_command_is_caught() -> None:
 def test_the_docs_speak_to_users_not_about_their_history() -> None:
     """No issue numbers and no development history in what users read: the README, the docs
     and lessons, and the package's docstrings and comments."""
-    history = re.compile(r"\bissues? #?\d+|\bsessions?\b|\bearlier notes\b", re.I)
+    history = re.compile(r"\bissues?[ -]#?\d+|\bsessions?\b|\bearlier notes\b", re.I)
     texts = [ROOT / "README.md", *DOCS, *(ROOT / "docs" / "course").glob("*.py")]
     texts += sorted((ROOT / "src" / "pushforward").rglob("*.py"))
     found = [

@@ -96,7 +96,7 @@ def test_a_run_started_from_a_recipe_resumes(cli) -> None:  # type: ignore[no-un
     [
         ("gan", ["--recipe", "grey-28"], ["--recipe grey-28", "8x8", "--recipe digits-8"]),
         ("vae", ["--recipe", "colour-32"], ["32x32 colour", "--recipe digits-8"]),
-        ("gan", ["--recipe", "nope"], ["'nope'", "digits-8, grey-28"]),
+        ("gan", ["--recipe", "nope"], ["'nope'", "digits-8, ", "grey-28"]),
         ("gmm", ["--recipe", "grey-28"], ["gmm ships no recipes", "drop --recipe"]),
     ],
 )

@@ -33,11 +33,16 @@ RUNS = {
     "vae": ["--data", "digits", "--epochs", "60", "--hidden", "64", "--prior", "mog",
             "--prior-components", "5", "--kl-warmup", "300", "--batch-size", "32",
             "--validation", "300"],
+    # the conditional GAN: each batch's labels (their order replayed on resume), packs of two
+    # with their labels, the projection discriminator with R1 and the EMA generator
+    "gan-conditional": ["--data", "ring8", "--conditional", "--steps", "600", "--hidden", "32",
+                        "--depth", "2", "--pack", "2", "--batch-size", "64"],
 }  # fmt: skip
 
 
-def _command(model: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pushforward", "train", model, *RUNS[model], "--out", str(out),
+def _command(name: str, out: Path, *extra: str) -> list[str]:
+    model = name.split("-")[0]
+    return [sys.executable, "-m", "pushforward", "train", model, *RUNS[name], "--out", str(out),
             "--checkpoint-every", "25", "--log-every", "25", *extra]  # fmt: skip
 
 

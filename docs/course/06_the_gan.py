@@ -12,8 +12,9 @@
 # # Lesson 6 — The GAN
 #
 # **By the end of this lesson you will** know the two-player game a GAN plays, why its
-# original generator loss stalls at the start of training, what *mode collapse* looks like, and
-# what each of the usual remedies changes — measured, not asserted.
+# original generator loss stalls at the start of training, what *mode collapse* looks like,
+# what each of the usual remedies changes — measured, not asserted — and how a label given
+# with the data lets you ask for a class.
 #
 # A generator $G$ pushes $z \sim N(0, I)$ forward (lesson 1); a discriminator $D$ outputs the
 # probability that its input is real. They play
@@ -122,6 +123,69 @@ assert scores["R1 + EMA + mixture base"]["hq_fraction"] > plain["hq_fraction"]
 runs["R1 + EMA (the defaults)"].explore(height=620)
 
 # %% [markdown]
+# ## Conditioning: a disconnected base the data supplies
+#
+# The mixture base works because it gives $z$ eight separate pieces — but someone had to tell
+# the network there are eight. Often the data says it: every digit comes with its class, every
+# ring8 point with the mode it was drawn from. A **conditional GAN** takes the label $y$ as a
+# second input, $G(z, y)$ (here a one-hot vector beside $z$), and its discriminator judges
+# pairs, $D(x, y) = \psi(\phi(x)) + \langle e_y, \phi(x) \rangle$ — the *projection*
+# discriminator of Miyato & Koyama (2018): an embedding $e_y$ per class, compared with the
+# features of $x$. For each label, $G$ only has to push the connected Gaussian onto one
+# connected mode; the label is the tear. `--conditional` trains it on any labelled data, and
+# `label=` asks for a class.
+
+# %%
+cond = pushforward.train(
+    "gan", data="ring8", steps=3000, conditional=True, out="runs/lesson6-cond", progress=False
+)
+scores["R1 + EMA + labels (conditional)"] = s = cond.evaluate(["modes", "conditional"])
+print(
+    f"{s['modes']} modes, {s['hq_fraction']:.0%} near a mode; the samples asked for each label "
+    f"land at its own mode: {s['label_modes']} of 8 labels, {s['label_hq_fraction']:.0%} of them"
+)
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, (title, x, colours) in zip(
+    axes,
+    [
+        ("the default GAN", runs["R1 + EMA (the defaults)"].sample(1000, seed=0), "C1"),
+        (
+            "conditional: colour = asked label",
+            cond.sample(1000, seed=0, label=torch.arange(8).repeat_interleave(125)),
+            [f"C{c}" for c in torch.arange(8).repeat_interleave(125).tolist()],
+        ),
+    ],
+    strict=True,
+):
+    ax.scatter(x[:, 0], x[:, 1], s=2, c=colours)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+display(fig)
+plt.close(fig)
+
+# %%
+assert s["modes"] == 8 and s["label_modes"] == 8
+assert s["label_hq_fraction"] > 0.5  # an untrained conditional GAN: under 5%
+
+# %% [markdown]
+# The same on digits: one row per class, each asked for by its label, and the data's own
+# classifier reading the samples back.
+
+# %%
+digits = pushforward.train(
+    "gan", data="digits", steps=800, conditional=True, out="runs/lesson6-digits", progress=False
+)
+rows = torch.arange(10).repeat_interleave(6)  # six of each class
+grid = plots.samples_figure(
+    digits.sample(60, seed=0, label=rows), digits.data.train, "asked for 0 to 9", nrow=6,
+    row_labels=[f"class {c}" for c in range(10)],
+)  # fmt: skip
+display(Image(grid))
+read = digits.evaluate(["conditional"])
+print(f"the classifier reads {read['cond_accuracy']:.0%} of the samples as the asked class")
+assert read["cond_accuracy"] > 0.8  # chance: 10%
+
+# %% [markdown]
 # ## Try this
 #
 # **1.** At which value of $D(G(z))$ are the two losses' gradients equal? Write it as
@@ -145,3 +209,16 @@ answer_2 = max(scores, key=lambda n: scores[n]["hq_fraction"])
 # %% tags=["check"]
 assert scores[answer_2]["hq_fraction"] == max(s["hq_fraction"] for s in scores.values())
 print(f"correct: {answer_2}")
+
+# %% [markdown]
+# **3.** Which digit does the conditional GAN draw worst — the class whose samples the
+# classifier reads as that class least often? `read["cond_accuracy_per_class"]` lists the
+# fractions. Write the class as `answer_3`.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+per_class = read["cond_accuracy_per_class"]
+answer_3 = per_class.index(min(per_class))
+
+# %% tags=["check"]
+assert read["cond_accuracy_per_class"][answer_3] == min(read["cond_accuracy_per_class"])
+print(f"correct: class {answer_3}")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
-import torch
 
 from . import dist, recipes
 from .config import INT_LIMIT, TrainConfig, add_flags
@@ -134,6 +133,13 @@ def _sample_parser(sample: argparse.ArgumentParser) -> None:
         action="store_true",
         help="vae: decoded lines in z between n pairs of examples",
     )
+    what.add_argument(
+        "--label",
+        type=_whole(0, 999),
+        default=None,
+        help="a --conditional run: the class to draw (default: a picture of images has one "
+        "row per class)",
+    )
     sample.add_argument(
         "--steps", type=_whole(2, 1000), default=8, help="points along each --interpolate line"
     )
@@ -236,7 +242,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from . import plots
+    from . import pictures, plots
     from .run import Run
 
     if args.out and Path(args.out).suffix not in (".png", ".npy"):
@@ -244,37 +250,30 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     run = Run.load(args.run)
     picture = not args.out or Path(args.out).suffix == ".png"
     # a picture shows at most 64 images or 100,000 points: draw no more than it shows
-    shown = min(args.n, 64 if run.data.kind == "images" else 100_000) if picture else args.n
-    nrow, labels = None, []
+    most = pictures.PICTURE_IMAGES if run.data.kind == "images" else pictures.PICTURE_POINTS
+    shown = min(args.n, most) if picture else args.n
     if args.recon:
-        orig, rec = run.reconstructions(args.n, args.seed)
-        nrow = min(args.n, 8)  # rows alternate: originals, then their reconstructions
-        labels = ["data", "reconstruction"] * ((args.n + nrow - 1) // nrow)
-        x = torch.cat(
-            [torch.cat([orig[i : i + nrow], rec[i : i + nrow]]) for i in range(0, len(orig), nrow)]
-        )
-        kind = "reconstructions"
+        pic = pictures.reconstructions(run, args.n, args.seed)
     elif args.interpolate:
-        x, nrow, kind = (
-            run.interpolations(args.n, args.steps, args.seed),
-            args.steps,
-            "interpolations",
-        )
-        labels = [f"pair {i + 1}" for i in range(args.n)]
+        pic = pictures.interpolations(run, args.n, args.steps, args.seed)
     else:
-        x, kind = run.sample(shown, args.seed, args.sampler, args.components), "samples"
-    out = Path(args.out) if args.out else run.path / f"{kind}-n{args.n}-seed{args.seed}.png"
+        how = (args.seed, args.sampler, args.components, args.label, picture)
+        pic = pictures.samples(run, shown, *how)
+    named = pic.kind if args.label is None else f"{pic.kind}-label{args.label}"
+    out = Path(args.out) if args.out else run.path / f"{named}-n{args.n}-seed{args.seed}.png"
     if out.suffix == ".npy":
         buf = io.BytesIO()
-        np.save(buf, x.numpy(), allow_pickle=False)
+        np.save(buf, pic.x.numpy(), allow_pickle=False)
         atomic_write_bytes(out, buf.getvalue())
     elif out.suffix == ".png":
         ref = run.data.train[:20000].cpu()
-        title = f"{run.model_name}: {kind}"
-        png = plots.samples_figure(x, ref, title, run.data.log_prob, nrow, labels)
+        title = f"{run.model_name}: {pic.kind}"
+        png = plots.samples_figure(pic.x, ref, title, run.data.log_prob, pic.nrow, pic.rows)
         plots.write(out, png)
-    if kind != "samples" or shown == args.n:
-        print(f"wrote {out} ({args.n} {kind})")
+    if pic.by_class:
+        print(f"wrote {out} ({len(pic.x)} samples: a row of {pic.nrow} for each class)")
+    elif pic.kind != "samples" or shown == args.n:
+        print(f"wrote {out} ({args.n} {pic.kind})")
     else:
         print(
             f"wrote {out} ({shown:,} of the {args.n:,} samples: a picture shows at most that "

@@ -8,9 +8,8 @@ metrics, metrics/health, models, models/saved, run_folder.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +26,7 @@ from .limits import check_fits
 from .metrics import EvalInput, evaluate
 from .metrics.health import failure_line
 from .models import GMM, Encoder, GMMConfig, Model
+from .models.priors import encoder_means
 from .models.saved import load_model, save_model
 from .run_folder import (
     CHECKPOINTS,
@@ -182,28 +182,44 @@ class Run:
         return read_jsonl(self.path / HISTORY) if (self.path / HISTORY).exists() else []
 
     def sample(
-        self, n: int, seed: int = 0, sampler: str = "prior", components: int = 10
+        self,
+        n: int,
+        seed: int = 0,
+        sampler: str = "prior",
+        components: int = 10,
+        label: int | Sequence[int] | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """n samples [n, *shape] on the CPU; the same seed gives the same samples.
 
         ``sampler="gmm"`` (VAE): draw z from a Gaussian mixture fitted after training to the
         encoder means of the training data (ex-post density estimation, Ghosh et al. 2020)
-        instead of from the prior, so samples come from where the data's codes actually are."""
+        instead of from the prior, so samples come from where the data's codes actually are.
+        ``label`` (a run trained with --conditional): the class of every sample, or one per
+        sample; by default classes come as often as in the training data."""
         if n < 1:
             raise PushforwardError(f"-n {n}: ask for at least one sample")
         if sampler not in ("prior", "gmm"):
             raise PushforwardError(f"--sampler {sampler!r}: choose prior or gmm")
         dim = self.data.dim
         check_fits(8 * n * dim, f"-n {n}: {n:,} samples of {dim} values", "ask for fewer")
+        labels = None if label is None else torch.as_tensor(label).long().reshape(-1).cpu()
+        if labels is not None:
+            self.model.draw_labels(n, labels, None)  # checked before anything is drawn
         g = torch.Generator().manual_seed(seed)
-        draw: Callable[[int], torch.Tensor]
-        if sampler == "prior":
-            draw = partial(self.model.sample, generator=g)
-        else:
-            model, density = self._encoder("--sampler gmm"), self.expost_gmm(components)
-            draw = lambda m: model.generate(density.sample(m, g), g)  # noqa: E731
+        model = self.model
+
+        def draw(i: int, m: int) -> torch.Tensor:
+            asked = labels if labels is None or len(labels) == 1 else labels[i : i + m]
+            if sampler == "prior":  # a model that is not conditional need not take labels
+                return model.sample(m, g) if asked is None else model.sample(m, g, asked)
+            encoder, density = self._encoder("--sampler gmm"), self.expost_gmm(components)
+            y = model.draw_labels(m, asked, g)
+            return encoder.generate(density.sample(m, g), g, y)
+
         # in chunks, so the networks' activations stay bounded for any n
-        return torch.cat([draw(min(SAMPLE_CHUNK, n - i)).cpu() for i in range(0, n, SAMPLE_CHUNK)])
+        return torch.cat(
+            [draw(i, min(SAMPLE_CHUNK, n - i)).cpu() for i in range(0, n, SAMPLE_CHUNK)]
+        )
 
     def expost_gmm(self, components: int = 10) -> GMM:
         """The ex-post latent GMM (K components, full covariances), fitted once and kept in the
@@ -223,13 +239,10 @@ class Run:
                 raise PushforwardError(f"{meta}: not a gmm; delete it and sample again")
             return fitted
         model = self._encoder("--sampler gmm")
-        x = self.data.train[
-            torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(0))[
-                :EXPOST_CODES
-            ]
-        ]
-        with torch.no_grad():
-            codes = torch.cat([model.encode(c.to(self.device))[0].cpu() for c in x.split(1000)])
+        pick = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(0))
+        x = self.data.train[pick[:EXPOST_CODES]]
+        y = self._labels_of(self.data.train_labels, pick[:EXPOST_CODES])
+        codes = encoder_means(model.encode, x.to(self.device), 1000, y)[0].float()
         gmm = GMM(GMMConfig(components=min(components, len(codes))), (codes.shape[1],))
         info: dict[str, Any] = {
             **gmm.fit(codes),
@@ -245,33 +258,59 @@ class Run:
             )
         return self.model
 
-    def _held_out(self, n: int, seed: int) -> torch.Tensor:
+    def _scored_labels(
+        self, ds: Dataset, split: str, n: int, data: str | None
+    ) -> torch.Tensor | None:
+        """The labels [n] of the examples a conditional model's likelihood is scored on, which
+        it is given (log p(x | y)); None for other models."""
+        if not self.model.classes:
+            return None
+        y = ds.test_labels if split == "test" and ds.test is not None else ds.train_labels
+        if y is None:
+            raise PushforwardError(
+                f"--data {data}: this run is conditional and its likelihood needs each "
+                "example's label; evaluate on labelled data"
+            )
+        return y[:n].to(self.device)
+
+    def _labels_of(self, labels: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+        """The labels at ``idx`` for a conditional model (whose encoder and decoder take them),
+        else None."""
+        return labels[idx] if labels is not None and self.model.classes else None
+
+    def _held_out(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """n held-out examples as loaded (grey, not the binarized pixels a Bernoulli model
-        is scored on: its encoder takes intensities, and a reader compares with the data)."""
-        x = self.raw_data.test if self.raw_data.test is not None else self.raw_data.train
-        return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
+        is scored on: its encoder takes intensities, and a reader compares with the data),
+        with their labels for a conditional model."""
+        raw = self.raw_data
+        x, y = (
+            (raw.test, raw.test_labels) if raw.test is not None else (raw.train, raw.train_labels)
+        )
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+        return x[idx], self._labels_of(y, idx)
 
     def reconstructions(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(n held-out examples, their reconstructions), each [n, *shape], on the CPU."""
         model = self._encoder("--recon")
-        x = self._held_out(n, seed)
-        return x.cpu(), model.reconstruct(x).cpu()
+        x, y = self._held_out(n, seed)
+        return x.cpu(), model.reconstruct(x, y).cpu()
 
     def interpolations(self, pairs: int, steps: int = 8, seed: int = 0) -> torch.Tensor:
         """Decoded straight lines in z between pairs of held-out examples: [pairs * steps, *shape]."""
         model = self._encoder("--interpolate")
-        x = self._held_out(2 * pairs, seed)
-        return model.interpolate(x[:pairs], x[pairs:], steps).cpu()
+        x, y = self._held_out(2 * pairs, seed)
+        ya, yb = (None, None) if y is None else (y[:pairs], y[pairs:])
+        return model.interpolate(x[:pairs], x[pairs:], steps, ya, yb).cpu()
 
     def latents(self, n: int = 2000) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder means of up to n held-out examples [n, d] and their labels [n] (or None)."""
         model = self._encoder("the latent plot")
         d = self.data
         x, labels = (d.test, d.test_labels) if d.test is not None else (d.train, d.train_labels)
-        x = x[:n]
-        with torch.no_grad():
-            z = model.encode(x.to(self.device))[0].cpu()
-        return z, None if labels is None else labels[:n]
+        labels = None if labels is None else labels[:n]
+        y = labels if self.model.classes else None
+        z = encoder_means(model.encode, x[:n].to(self.device), 1000, y)[0].float()
+        return z, labels
 
     def evaluate(
         self, metrics: list[str] | None = None, write: bool = True, **options: Any
@@ -294,10 +333,12 @@ class Run:
             raw = load_dataset(data, self.train_config.data_dir)
             real = raw.split(split) if raw.test is not None else raw.train
             real = binarize_held_out(real, self.train_config.binarize, raw.kind)
+            labels_of = raw
         else:
-            raw = self.raw_data
+            raw = labels_of = self.raw_data
             real = self.data.split(split)
         real = real[:n_real] if n_real else real
+        real_labels = self._scored_labels(labels_of, split, len(real), data)
         shape = tuple(self.model.data_shape)
         if tuple(real.shape[1:]) != shape:
             raise PushforwardError(
@@ -319,6 +360,7 @@ class Run:
             n_real,
             opts.features,
             opts.feature_weights,
+            real_labels,
         )
         out = evaluate(e, opts.names)
         out.update(

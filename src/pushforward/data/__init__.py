@@ -20,6 +20,7 @@ from ..errors import PushforwardError
 from . import images
 from .dataset import (
     BINARIZE_MODES,
+    Batch,
     Dataset,
     InMemoryLoader,
     Source,
@@ -55,6 +56,7 @@ __all__ = [
     "TOY_SETS",
     "TOY_STD",
     "USER",
+    "Batch",
     "Dataset",
     "InMemoryLoader",
     "Source",

@@ -112,12 +112,13 @@ def binarize_held_out(x: torch.Tensor, mode: str, kind: str) -> torch.Tensor:
 
 def validation_split(
     ds: Dataset, n: int, binarize_mode: str
-) -> tuple[Dataset, torch.Tensor | None]:
+) -> tuple[Dataset, torch.Tensor | None, torch.Tensor | None]:
     """``--validation N``: N training examples, chosen by a fixed shuffle (the same for every
     seed), leave the training set; under dynamic binarization they are binarized once, like the
-    test split, so their score moves only with the weights. n = 0: no split."""
+    test split, so their score moves only with the weights. Returns the data left for training,
+    the examples and their labels (None without labels). n = 0: no split."""
     if n == 0:
-        return ds, None
+        return ds, None, None
     if not 0 < n < len(ds.train):
         raise PushforwardError(
             f"--validation {n}: give between 1 and {len(ds.train) - 1} examples "
@@ -128,11 +129,17 @@ def validation_split(
     val = ds.train[held]  # [n, *shape]
     if binarize_mode == "dynamic":
         val = bernoulli(val, torch.Generator().manual_seed(2))
-    return replace(ds, train=ds.train[~held]), val
+    y = ds.train_labels
+    left = replace(ds, train=ds.train[~held], train_labels=None if y is None else y[~held])
+    return left, val, None if y is None else y[held]
+
+
+Batch = tuple[torch.Tensor, torch.Tensor | None]  # examples [B, *shape], their labels [B]
 
 
 class InMemoryLoader:
     """Batches of one on-device tensor by index: no DataLoader workers, no copies to the host.
+    Each batch comes with its labels (``labels`` [N], gathered by the same indices) or None.
 
     Each epoch's order is a permutation seeded by (seed, epoch), so a run's data order is a pure
     function of its seed and can be replayed on resume. Under DDP each rank takes every
@@ -149,6 +156,7 @@ class InMemoryLoader:
         world: int = 1,
         drop_last: bool = True,
         dynamic_binarize: bool = False,
+        labels: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:
             raise PushforwardError(f"--batch-size {batch_size}: must be at least 1")
@@ -161,12 +169,13 @@ class InMemoryLoader:
         self.x, self.batch_size, self.seed = x, batch_size, seed
         self.rank, self.world, self.drop_last = rank, world, drop_last
         self.dynamic_binarize = dynamic_binarize
+        self.labels = None if labels is None else labels.to(x.device)
 
     def __len__(self) -> int:
         n = len(self.x) // self.world
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         """The batches of one epoch, after its first ``skip`` (whose binarization noise is still
         drawn, so the rest match an uninterrupted epoch exactly)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -183,4 +192,4 @@ class InMemoryLoader:
             if self.dynamic_binarize:
                 noise = torch.rand(batch.shape, generator=g).to(batch.device)
                 batch = (noise < batch).to(batch.dtype)
-            yield batch
+            yield batch, None if self.labels is None else self.labels[idx]

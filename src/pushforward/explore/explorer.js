@@ -186,7 +186,7 @@ const LAYERS = {
       for (const s of [1, 2]) ellipse(ctx, v, mu.subarray(2 * k, 2 * k + 2), cov.subarray(4 * k, 4 * k + 4), s, 0.6 + 2.4 * (w[k] / wm));
     }
   },
-  images: (ctx, v, L, f) => { const t = tensor(f, L.of); images(ctx.canvas, t.a, t.s, 8); },
+  images: (ctx, v, L, f) => { const t = tensor(f, L.of); images(ctx.canvas, t.a, t.s, L.columns || 8); },
 };
 
 function decoder(ctx, L) {

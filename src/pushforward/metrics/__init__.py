@@ -4,7 +4,7 @@ returns flat ``eval.json`` keys; none knows about training.
 A metric that does not apply says why via ``applies``, so ``eval`` runs "everything that
 applies" by default and refuses a named metric that does not.
 
-May import, of this package: data, errors, metrics/features, metrics/inception_eval,
+May import, of this package: data, errors, metrics/conditional, metrics/features, metrics/inception_eval,
 metrics/latent, metrics/likelihood, metrics/modes, metrics/two_sample, models/base.
 """
 
@@ -19,6 +19,7 @@ import torch
 from ..data import TOY_MODES, TOY_STD, Dataset
 from ..errors import PushforwardError
 from ..models.base import Encoder, ExactDensity, LikelihoodBound, Model
+from .conditional import conditional_applies, image_conditional, mode_conditional
 from .features import image_metrics
 from .inception_eval import inception_metrics
 from .latent import latent_metrics
@@ -46,6 +47,7 @@ class EvalInput:
     n_real: int | None = None
     features: str = "classifier"  # or "inception": the FID network's pool features
     feature_weights: str | None = None
+    real_labels: torch.Tensor | None = None  # [N] the labels of ``real``, for a conditional model
 
 
 @dataclass(frozen=True)
@@ -111,17 +113,17 @@ def _nll(e: EvalInput) -> dict[str, Any]:
     if isinstance(e.model, ExactDensity):
         return nll(e.model, e.real)
     assert isinstance(e.model, LikelihoodBound)
-    return iwae(e.model, e.real, e.k, e.seed)
+    return iwae(e.model, e.real, e.k, e.seed, labels=e.real_labels)
 
 
 def _elbo(e: EvalInput) -> dict[str, Any]:
     assert isinstance(e.model, LikelihoodBound)
-    return elbo(e.model, e.real, e.seed)
+    return elbo(e.model, e.real, e.seed, labels=e.real_labels)
 
 
 def _latent(e: EvalInput) -> dict[str, Any]:
     assert isinstance(e.model, Encoder)
-    return latent_metrics(e.model, e.real, e.seed)
+    return latent_metrics(e.model, e.real, e.seed, labels=e.real_labels)
 
 
 def _two_sample(e: EvalInput) -> dict[str, Any]:
@@ -145,6 +147,13 @@ def _modes(e: EvalInput) -> dict[str, Any]:
     return mode_coverage(
         e.fake[:MODE_SAMPLES], torch.as_tensor(TOY_MODES[e.data_name]), TOY_STD[e.data_name]
     )
+
+
+def _conditional(e: EvalInput) -> dict[str, Any]:
+    if e.data_name in TOY_MODES:
+        return mode_conditional(e.model, e.data_name, len(e.fake), e.seed)
+    assert e.dataset is not None
+    return image_conditional(e.model, e.dataset, len(e.fake), e.seed)
 
 
 def _true_nll(e: EvalInput) -> dict[str, Any]:
@@ -206,6 +215,22 @@ METRICS: dict[str, Metric] = {
         "on the data set (accuracy in <code>classifier_accuracy</code>); the <code>_floor</code> "
         "columns score a training sample against the test sample, what a perfect model would "
         "reach.",
+    ),
+    "conditional": Metric(
+        _conditional,
+        lambda e: conditional_applies(e.model, e.dataset, e.data_name),
+        (
+            ("cond_accuracy", "samples read as the asked class", "cond_accuracy_floor"),
+            ("intra_fd", "Fréchet distance within each class", "intra_fd_floor"),
+            ("label_modes", "labels drawn at their own mode", None),
+        ),
+        "<code>cond_accuracy</code> (a conditional model): the fraction of each asked class's "
+        "samples the data's classifier reads as that class, averaged over classes, beside the "
+        "classifier's accuracy on real test images; <code>intra_fd</code>: the Fréchet distance "
+        "between a class's samples and its test images, averaged over classes, beside training "
+        "against test images; on ring8 and grid25 (label = mode) <code>label_modes</code> "
+        "counts the labels whose samples land within 3 sd of their own mode and "
+        "<code>label_hq_fraction</code> the fraction of samples that do.",
     ),
     "latent": Metric(
         _latent,

@@ -76,6 +76,24 @@ def _accuracy(net: FeatureNet, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred.cpu() == y.cpu()).double().mean())
 
 
+def _fit(
+    net: FeatureNet,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    g: torch.Generator,
+) -> None:
+    """``epochs`` passes of cross-entropy over x [N, C, H, W] and labels y [N], in batches of 128."""
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(x), generator=g).split(128):
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
 def train_classifier(
     ds: Dataset, epochs: int | None = None, seed: int = 0
 ) -> tuple[FeatureNet, dict]:
@@ -89,13 +107,8 @@ def train_classifier(
     g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     x, y = ds.train.cpu(), ds.train_labels.cpu()
-    for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(x), generator=g).split(128):
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    with torch.enable_grad():  # trained on first use, wherever that is (a metric may not track)
+        _fit(net, opt, x, y, epochs, g)
     info = {
         "data": ds.name,
         "classes": classes,

@@ -60,8 +60,13 @@ def health(
                 "gradients (--nan-policy skip): lower --lr"
             )
     if isinstance(model, Encoder):
-        seen = data.test if data.test is not None else data.train
-        mu = encoder_means(model.encode, seen[:n].to(model.device))[0]
+        seen, y = (
+            (data.test, data.test_labels)
+            if data.test is not None
+            else (data.train, data.train_labels)
+        )
+        y = y[:n] if y is not None and model.classes else None
+        mu = encoder_means(model.encode, seen[:n].to(model.device), labels=y)[0]
         numbers["active_units"] = active_units(mu)
         if numbers["active_units"] == 0:
             reasons.append(

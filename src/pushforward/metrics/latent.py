@@ -32,12 +32,18 @@ def active_units(mu: torch.Tensor) -> int:
 
 @torch.no_grad()
 def latent_metrics(
-    model: Encoder, real: torch.Tensor, seed: int, n: int = 2000, prior_samples: int = 10_000
+    model: Encoder,
+    real: torch.Tensor,
+    seed: int,
+    n: int = 2000,
+    prior_samples: int = 10_000,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction."""
+    """Active units, KL per dimension, I(x; z), KL(q(z) || p(z)) and the prior-hole fraction
+    (of a conditional encoder given the examples' ``labels`` [N])."""
     g = torch.Generator().manual_seed(seed)
     x = real[:n]
-    mu, logvar = encoder_means(model.encode, x)
+    mu, logvar = encoder_means(model.encode, x, labels=None if labels is None else labels[:n])
     std = (0.5 * logvar).exp()
     z = mu + std * torch.randn(mu.shape, generator=g, dtype=mu.dtype)  # one z ~ q(z|x) per x
     log_q_agg = log_aggregate_posterior(z, mu, logvar)  # [n]

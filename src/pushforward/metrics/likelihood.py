@@ -45,14 +45,19 @@ def true_nll(
 
 @torch.no_grad()
 def elbo(
-    model: LikelihoodBound, real: torch.Tensor, seed: int, chunk: int = 1000
+    model: LikelihoodBound,
+    real: torch.Tensor,
+    seed: int,
+    chunk: int = 1000,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The test ELBO in nats per example (a lower bound on log p(x), so a negative number for
-    discrete data), with its reconstruction and KL terms. One z per example, fp32, seeded."""
+    discrete data), with its reconstruction and KL terms. One z per example, fp32, seeded.
+    Given ``labels`` [N] (a conditional model), the bound is on log p(x | y)."""
     g = torch.Generator().manual_seed(seed)
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
-    for x in real.split(chunk):
-        t = model.elbo(x, generator=g)
+    for x, y in _chunks(real, labels, chunk):
+        t = model.elbo(x, generator=g, y=y)
         for k in sums:
             sums[k] += float(t[k].double().sum())
     n = len(real)
@@ -61,17 +66,32 @@ def elbo(
 
 @torch.no_grad()
 def iwae(
-    model: LikelihoodBound, real: torch.Tensor, k: int, seed: int, chunk: int = 100
+    model: LikelihoodBound,
+    real: torch.Tensor,
+    k: int,
+    seed: int,
+    chunk: int = 100,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """-IWAE-k, an upper bound on the NLL, in nats per example; for images also in bits per
-    dimension (their binarized pixels make log p a log-probability). Accumulated in float64."""
+    dimension (their binarized pixels make log p a log-probability). Accumulated in float64.
+    Given ``labels`` [N] (a conditional model), the bound is on -log p(x | y)."""
     keep_freed_memory()  # each chunk's [4,096, D] temporaries reuse the last one's pages
     g = torch.Generator().manual_seed(seed)
     total = 0.0
-    for x in real.split(chunk):
-        total += float(model.iwae_bound(x, k, generator=g).sum())
+    for x, y in _chunks(real, labels, chunk):
+        total += float(model.iwae_bound(x, k, generator=g, y=y).sum())
     nll_nats = -total / len(real)
     out = {"nll_nats": nll_nats, "iwae_k": k}
     if real.dim() == 4:  # bits per dimension: meaningful for discrete (binarized) pixels
         out["bits_per_dim"] = nll_nats / (real[0].numel() * math.log(2))
     return out
+
+
+def _chunks(
+    x: torch.Tensor, labels: torch.Tensor | None, size: int
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """x [N, *shape] and its labels [N] (or None) in matching chunks of ``size``."""
+    if labels is None:
+        return [(c, None) for c in x.split(size)]
+    return list(zip(x.split(size), labels.to(x.device).split(size), strict=True))

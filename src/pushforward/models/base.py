@@ -10,14 +10,17 @@ instead of probing for methods:
 - :class:`Encoder`: ``encode`` x to a posterior over z with a ``prior`` (the VAE);
 - :class:`FitsByEM`: fitted in closed form by ``fit``, not by the gradient loop (the GMM).
 
+A conditional model (``classes`` > 0) is given each batch's labels by the loop and takes the
+class to draw in ``sample``; the label machinery is models/conditional.py.
+
 What a model shows lives on the class too: in ``demo`` and ``bench`` (``explain``, ``demo``,
 ``bench_options``), in the explorer and its GIF (``frame_setup``, ``frame``, ``panels``, with the
 vocabulary of models/drawing.py; a model that declares none shows its samples and loss curve)
 and in the reports (``curves``, ``curve_label``, ``step_unit``). So a new model is one new file
 and one line in ``MODELS``, and nothing outside it names a model.
 
-May import torch, the data types and models/drawing.py; imported by every model and by all
-that uses one.
+May import torch, the data types, errors, models/conditional.py and models/drawing.py; imported
+by every model and by all that uses one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import torch
 from torch import nn
 
 from ..data import Dataset
+from ..errors import PushforwardError
+from .conditional import ClassFrequencies
 from .drawing import POINTS, FrameView, sample_panels
 
 
@@ -50,6 +55,7 @@ class Model(nn.Module, ABC):
     demo: ClassVar[dict[str, dict[str, Any]]] = {}  # data set -> options ``demo`` fits it with
     config: Any
     data_shape: tuple[int, ...]
+    classes: int = 0  # a conditional model's class count: loss and sample take labels
 
     @classmethod
     def resolve_config(cls, cfg: Any, data: Dataset, seed: int = 0) -> Any:
@@ -90,8 +96,11 @@ class Model(nn.Module, ABC):
         """The networks a phase trains; the others are frozen during it."""
         return [self]
 
-    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
-        """The phase's loss on a batch x [B, *shape] under ``"loss"``, and numbers to log."""
+    def loss(
+        self, x: torch.Tensor, phase: str, y: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The phase's loss on a batch x [B, *shape] (with its labels y [B], for a conditional
+        model) under ``"loss"``, and numbers to log."""
         raise NotImplementedError(f"{type(self).__name__} is not trained by gradient phases")
 
     def double_backward(self, phase: str) -> bool:
@@ -108,8 +117,42 @@ class Model(nn.Module, ABC):
         return []
 
     @abstractmethod
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws [n, *shape], float32, on the model's device; the generator fixes them."""
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """n draws [n, *shape], float32, on the model's device; the generator fixes them. A
+        conditional model draws class ``labels`` (one, or one per sample [n]), or by default
+        classes as often as the training data has them."""
+
+    def draw_labels(
+        self, n: int, asked: torch.Tensor | int | None, generator: torch.Generator | None
+    ) -> torch.Tensor | None:
+        """The labels [n] of n samples on the model's device: the ``asked`` ones, checked, or
+        drawn by the data's class frequencies; None for a model that is not conditional (which
+        refuses asked labels)."""
+        freq = self._modules.get("label_frequencies")
+        if not isinstance(freq, ClassFrequencies):
+            if asked is not None:
+                raise PushforwardError(
+                    "--label: this model was not trained with --conditional; drop --label"
+                )
+            return None
+        return freq.labels(n, asked, generator).to(self.device)
+
+    def condition_on(self, classes: int) -> None:
+        """Make this a conditional model of ``classes`` classes, whose frequencies in the
+        training data (``prepare`` notes them) are kept with the weights."""
+        self.classes = classes
+        self.label_frequencies = ClassFrequencies(classes)
+
+    def note_classes(self, data: Dataset) -> None:
+        """A conditional model notes how often each class occurs in the training data."""
+        freq = self._modules.get("label_frequencies")
+        if isinstance(freq, ClassFrequencies) and data.train_labels is not None:
+            freq.fit(data.train_labels)
 
     def n_parameters(self) -> int:
         """Free parameters of the whole model."""
@@ -175,13 +218,21 @@ class LikelihoodBound(ABC):
 
     @abstractmethod
     def elbo(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Per-example ``elbo``, ``recon`` and ``kl``, [B] each."""
+        """Per-example ``elbo``, ``recon`` and ``kl``, [B] each (of log p(x | y) given labels)."""
 
     @abstractmethod
     def iwae_bound(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        max_rows: int = 4096,
+        y: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The IWAE-k bound per example: x [B, *shape] -> [B], float64."""
 
@@ -192,20 +243,35 @@ class Encoder(ABC):
     prior: Any  # a priors.Prior: log_prob, sample
 
     @abstractmethod
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, *shape] (and labels y [B], conditional) -> (mu, logvar), each [B, d]."""
 
     @abstractmethod
-    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode given latents z [n, d]: [n, *shape]."""
+    def generate(
+        self,
+        z: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decode given latents z [n, d] (under labels y [n], conditional): [n, *shape]."""
 
     @abstractmethod
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder mean at the encoder mean: [B, *shape] -> [B, *shape]."""
 
     @abstractmethod
-    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
-        """Decoded straight lines in z between a [B, *shape] and b: [B * steps, *shape]."""
+    def interpolate(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        steps: int,
+        ya: torch.Tensor | None = None,
+        yb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decoded straight lines in z between a [B, *shape] and b: [B * steps, *shape] (a
+        conditional model's label moves from a's to b's along the line)."""
 
 
 class FitsByEM(ABC):

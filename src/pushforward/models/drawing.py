@@ -30,6 +30,24 @@ LINES, LINE_POINTS, POINTS, RES, IMAGES = 17, 48, 1000, 64, 64
 Z_EXTENT = 3.0  # the base space and the latent plane are drawn over [-3, 3]^2
 
 
+class PlaneFrames:
+    """The base of a model's drawing mixin (the VAE's, the GAN's) that draws its base plane, the
+    first two coordinates of z: what it uses of the model it is mixed into."""
+
+    config: Any  # with latent_dim
+    classes: int  # a conditional model's class count, else 0
+    device: torch.device
+    generate: Callable[..., torch.Tensor]
+    draw_labels: Callable[..., torch.Tensor | None]
+
+    def frame_refusal(self, data: Any) -> str | None:
+        if data.kind == "points" and self.config.latent_dim < 2:
+            return (
+                "the explorer draws the plane of z's first two coordinates, and --latent-dim is 1"
+            )
+        return None
+
+
 @dataclass(frozen=True)
 class FrameView:
     """What a model's frames may look at, fixed for the whole run."""
@@ -39,6 +57,7 @@ class FrameView:
     extent: tuple[float, float, float, float] | None  # the data plane drawn (2-D points)
     encoded: torch.Tensor  # [POINTS, *shape] held-out examples, as the model trains on them
     seed: int  # the frames' own seed, apart from training's random numbers
+    labels: torch.Tensor | None = None  # [POINTS] their labels, where the data has them
 
 
 def plane(extent: tuple[float, float, float, float], res: int = RES) -> torch.Tensor:
@@ -80,7 +99,7 @@ def latent_side(shape: tuple[int, ...]) -> int:
 # A panel: {"title", "caption", "space": "data" | "z" | "images", "legend": None or
 # [ramp, low label, high label], "layers": [...]}. Colours: "#rrggbb" (with "alpha"),
 # {"hue": NAME} (each point coloured by where it sits in the base plane NAME [n, 2]) or
-# {"class": NAME} (by the class in NAME [n]).
+# {"class": NAME} (by the class in NAME [n]: a conditional model's asked class, a data point's).
 
 
 DENSITY_LEGEND = ("density", "low", "high density")
@@ -128,9 +147,9 @@ def ellipses(weights: str, means: str, covariances: str) -> dict[str, Any]:
     return {"draw": "ellipses", "weights": weights, "means": means, "covariances": covariances}
 
 
-def images(of: str) -> dict[str, Any]:
-    """uint8 images [n, C, H, W] in a grid of 8 columns."""
-    return {"draw": "images", "of": of}
+def images(of: str, columns: int = 8) -> dict[str, Any]:
+    """uint8 images [n, C, H, W] in a grid of ``columns`` columns."""
+    return {"draw": "images", "of": of, "columns": columns}
 
 
 def decoder(of: str) -> dict[str, Any]:
@@ -139,17 +158,26 @@ def decoder(of: str) -> dict[str, Any]:
     return {"draw": "decoder", "of": of}
 
 
-def sample_panels(kind: str, show_truth: bool = True) -> list[dict[str, Any]]:
+def sample_panels(
+    kind: str, show_truth: bool = True, columns: int | None = None
+) -> list[dict[str, Any]]:
     """The panels every model gets: its samples (over the true density, for points), and the
-    data beside them (for images)."""
+    data beside them (for images); ``columns`` (a conditional model): one row per class."""
     if kind == "images":
+        by_class = " One row per class." if columns else ""
         return [
-            panel("Data", "64 held-out images, for comparison.", "images", [images("real")]),
+            panel(
+                "Data",
+                "Held-out images, for comparison." + by_class,
+                "images",
+                [images("real", columns or 8)],
+            ),
             panel(
                 "Samples from fixed z",
-                "The model's samples from the same draws at every frame: watch them sharpen.",
+                "The model's samples from the same draws at every frame: watch them sharpen."
+                + by_class,
                 "images",
-                [images("samples")],
+                [images("samples", columns or 8)],
             ),
         ]
     caption = "The model's samples from the same random numbers at every frame."
@@ -231,18 +259,20 @@ def _log_prior(prior: Prior, z2: torch.Tensor, draws: torch.Tensor) -> torch.Ten
 
 
 def latent_plane(
-    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    encode: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     prior: Prior,
     encoded: torch.Tensor,
     g: torch.Generator,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The plane of z's first two coordinates at this step under ``encode`` (x -> (mu, logvar))
     and ``prior``: the encoder's means of the fixed
     held-out examples (``enc_mu`` [n, 2]), the prior (``log_p``) and the aggregate posterior
     (``log_q``) over the RES x RES grid, and the holes between them (``holes``): where the
     prior puts its mass (as much as at 99% of its own draws) and the aggregate posterior is
-    thinner than at 99% of its own samples, as eval's prior_holes counts them."""
-    mu, logvar = encoder_means(encode, encoded)
+    thinner than at 99% of its own samples, as eval's prior_holes counts them. A conditional
+    encoder is given the examples' ``labels``."""
+    mu, logvar = encoder_means(encode, encoded, labels=labels)
     mu, logvar = mu[:, :2], logvar[:, :2]
     grid = plane((-Z_EXTENT, Z_EXTENT, -Z_EXTENT, Z_EXTENT)).double()
     log_q = log_aggregate_posterior(grid, mu, logvar)

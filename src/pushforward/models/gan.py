@@ -6,14 +6,15 @@ The remedies for mode collapse and instability are flags on the same model, all 
 loop: packing (PacGAN), the WGAN-GP and hinge objectives, the R1 penalty, spectral
 normalisation of D, and an exponential moving average of G's weights for sampling.
 
-May import, of this package: config, data, errors, models/base, models/drawing, models/nets,
-models/objectives.
+May import, of this package: config, data, errors, models/base, models/conditional,
+models/gan_frames, models/nets, models/objectives.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -22,11 +23,13 @@ from torch import nn
 from ..config import Options, option
 from ..data import Dataset
 from ..errors import PushforwardError
-from . import drawing as dr
+from . import conditional as cond
 from . import nets
 from .base import Model
+from .conditional import call
+from .gan_frames import GeneratorFrames
 from .nets import Standardize, adam, check_arch, decoder, encoder
-from .objectives import GAN_LOSSES
+from .objectives import GAN_LOSSES, penalties
 
 # Adam settings under which the MLP GANs here learn (docs/benchmarks.md: the usual 0.5/0.999
 # lost every ring8 mode); GANConfig's defaults use them with R1 and an EMA of G. PLAIN_GAN is
@@ -80,9 +83,11 @@ class GANConfig(Options):
         at_least=0,
         below=1,
     )
+    conditional: bool = cond.conditional_option()
+    classes: int | None = cond.classes_option()
 
 
-class GAN(Model):
+class GAN(GeneratorFrames, Model):
     """Generator G: z -> x and discriminator D: (a pack of) x -> logit."""
 
     Config = GANConfig
@@ -103,15 +108,16 @@ class GAN(Model):
     @classmethod
     def resolve_config(cls, cfg: GANConfig, data: Dataset, seed: int = 0) -> GANConfig:
         check_arch(cfg.arch, cfg.blocks, data.kind == "images")
-        return cfg
+        return replace(cfg, classes=cond.resolve_classes(cfg.conditional, cfg.classes, data))
 
     def __init__(self, config: GANConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.config, self.data_shape = config, tuple(data_shape)
         images = len(data_shape) == 3
         arch = config.arch if images else "mlp"
+        k = self.classes = config.classes or 0  # conditional: G takes the label beside z
         self.generator = decoder(
-            config.latent_dim,
+            config.latent_dim + k,
             self.data_shape,
             arch,
             config.hidden,
@@ -124,7 +130,7 @@ class GAN(Model):
         d_shape = (m * data_shape[0], *data_shape[1:])
         self.discriminator = encoder(
             d_shape,
-            1,
+            config.hidden if k else 1,  # conditional: features for the projection head
             arch,
             config.hidden,
             config.depth,
@@ -132,6 +138,12 @@ class GAN(Model):
             norm=not config.spectral_norm,
             blocks=config.blocks,
         )
+        if k:
+            self.generator = cond.LabelledInput(self.generator, k, planes=False)
+            self.discriminator = cond.ProjectionCritic(
+                self.discriminator, config.hidden, k, m, lambda: nn.LeakyReLU(0.2)
+            )
+            self.condition_on(k)
         if config.spectral_norm:
             for module in list(self.discriminator.modules()):
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -160,9 +172,11 @@ class GAN(Model):
         return {"arch": "conv", "hidden": 64} if data.kind == "images" else {}
 
     def prepare(self, data: Dataset) -> None:
-        """Points are standardized inside the model, so both networks see unit-scale data."""
+        """Points are standardized inside the model, so both networks see unit-scale data. A
+        conditional model notes how often each class occurs."""
         if data.kind == "points":
             self.standardize.fit(data.train.to(self.device))
+        self.note_classes(data)
 
     def training_failures(self, history: list[dict[str, Any]]) -> list[str]:
         """A discriminator that separates real from fake almost perfectly at the end (its
@@ -235,52 +249,47 @@ class GAN(Model):
             return c[k] + 0.2 * torch.randn(shape, **draw)
         return torch.randn(shape, **draw)
 
-    def generate(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        """G(z) in data units (``net`` swaps in the EMA generator)."""
-        return self.standardize.inverse(self.out((net or self.generator)(z)))
+    def generate(
+        self, z: torch.Tensor, net: nn.Module | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """G(z) in data units (``net`` swaps in the EMA generator; y [n]: the labels of a
+        conditional one)."""
+        return self.standardize.inverse(self.out(call(net or self.generator, z, y)))
 
-    def _critic(self, y: torch.Tensor) -> torch.Tensor:
-        """D's logits for standardized inputs y [B, *shape], packed: [B // pack]."""
+    def _critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for standardized inputs x [B, *shape] (labels y [B]), packed: [B // pack]."""
         m = self.config.pack
-        b = len(y) // m * m
+        b = len(x) // m * m
         if b == 0:
             raise PushforwardError(f"--batch-size must be at least --pack {m}")
-        y = y[:b].reshape(b // m, m * self.data_shape[0], *self.data_shape[1:])
-        return self.discriminator(y).float().squeeze(-1)
+        x = x[:b].reshape(b // m, m * self.data_shape[0], *self.data_shape[1:])
+        packs = None if y is None else y[:b].reshape(b // m, m, *y.shape[1:])  # [B // m, m]
+        return call(self.discriminator, x, packs).float().squeeze(-1)
 
-    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """D's logits for data-unit inputs x [B, *shape]: [B // pack]."""
-        return self._critic(self.standardize(x))
+    def discriminate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for data-unit inputs x [B, *shape] (labels y [B]): [B // pack]."""
+        return self._critic(self.standardize(x), y)
 
-    def _grad_norms(self, y: torch.Tensor) -> torch.Tensor:
-        """|grad_y D| per pack at standardized inputs y, keeping the graph for the penalty."""
-        y = y.detach().requires_grad_(True)
-        out = self._critic(y)
-        (grad,) = torch.autograd.grad(out.sum(), y, create_graph=True)
-        return grad[: len(out) * self.config.pack].reshape(len(out), -1).norm(dim=1)
+    def penalties(
+        self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """WGAN-GP's and R1's penalties (models/objectives.py) in the standardized space D works
+        in (a conditional D at the batch's labels y, which real and fake share)."""
+        x_real, x_fake = self.standardize(real), self.standardize(fake)
+        return penalties(partial(self._critic, y=y), x_real, x_fake, self.gp, self.config.r1)
 
-    def penalties(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """WGAN-GP's (|grad D| - 1)^2 on random interpolates and R1's gamma/2 |grad D|^2 on real
-        data, both in the standardized space D works in."""
-        out = {}
-        y_real, y_fake = self.standardize(real), self.standardize(fake)
-        if self.gp > 0:
-            eps = torch.rand(len(real), *[1] * len(self.data_shape), device=real.device)
-            mixed = eps * y_real + (1 - eps) * y_fake
-            out["gp"] = self.gp * (self._grad_norms(mixed) - 1).pow(2).mean()
-        if self.config.r1 > 0:
-            out["r1"] = 0.5 * self.config.r1 * self._grad_norms(y_real).pow(2).mean()
-        return out
-
-    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+    def loss(
+        self, x: torch.Tensor, phase: str, y: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The phase's loss on a real batch x [B, *shape]; for D also its mean logit (critic score)
-        on real and fake, and each penalty."""
+        on real and fake, and each penalty. A conditional GAN's fakes are drawn for the real
+        batch's labels y [B], so D compares like with like."""
         z = self.noise(len(x), device=x.device)
         if phase == "D":
             with torch.no_grad():
-                fake = self.generate(z)
-            real_logits, fake_logits = self.discriminate(x), self.discriminate(fake)
-            pens = self.penalties(x, fake)
+                fake = self.generate(z, y=y)
+            real_logits, fake_logits = self.discriminate(x, y), self.discriminate(fake, y)
+            pens = self.penalties(x, fake, y)
             loss = self.d_loss(real_logits, fake_logits) + sum(
                 pens.values(), torch.zeros((), device=x.device)
             )
@@ -290,89 +299,22 @@ class GAN(Model):
                 "d_fake": fake_logits.mean(),
                 **pens,
             }
-        return {"loss": self.g_loss(self.discriminate(self.generate(z)))}
+        return {"loss": self.g_loss(self.discriminate(self.generate(z, y=y), y))}
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """G(z) for n draws of z: [n, *shape], from the EMA generator when there is one. Eval
-        mode, so batch norm uses running statistics."""
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """G(z) for n draws of z (under class labels, conditional): [n, *shape], from the EMA
+        generator when there is one. Eval mode, so batch norm uses running statistics."""
         net = self.generator_ema or self.generator
         was = net.training
         net.eval()
+        y = self.draw_labels(n, labels, generator)
         z = self.noise(n, generator).to(next(self.parameters()).device)
-        x = self.generate(z, net).float()
+        x = self.generate(z, net, y).float()
         net.train(was)
         return x
-
-    # ------------------------------------------------------------------ its frames
-
-    def frame_refusal(self, data: Dataset) -> str | None:
-        if data.kind == "points" and self.config.latent_dim < 2:
-            return (
-                "the explorer draws the plane of z's first two coordinates, and --latent-dim is 1"
-            )
-        return None
-
-    def frame_setup(self, view: dr.FrameView) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Fixed draws of z and straight lines of the z-plane (2-D points)."""
-        extent = 1.0 if self.config.noise == "uniform" else dr.Z_EXTENT  # a uniform z's square
-        probability = self.config.loss in ("ns", "minimax")
-        info = {"z_extent": extent, "critic": "probability" if probability else "score"}
-        if view.kind != "points":
-            return info, {}
-        z = self.noise(dr.POINTS, torch.Generator().manual_seed(view.seed))  # [POINTS, d]
-        info["latent_dim"] = self.config.latent_dim
-        return info, {
-            "z_lines": dr.z_lines(self.config.latent_dim, extent),
-            "z_points": z[:, :2],
-            "_z": z,
-        }
-
-    def frame(
-        self, view: dr.FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> dict[str, torch.Tensor]:
-        """G (its average, if kept) applied to the z-lines and the fixed draws; D over the
-        data plane, each cell's point repeated into a pack."""
-        if view.kind != "points" or view.extent is None:
-            return {}
-        net, dev, lines = self.generator_ema or self.generator, self.device, inputs["z_lines"]
-        warped = self.generate(lines.reshape(-1, lines.shape[-1]).to(dev), net).float().cpu()
-        grid = dr.plane(view.extent).to(dev)
-        critic = self.discriminate(grid.repeat_interleave(self.config.pack, 0)).float().cpu()
-        return {
-            "lines": warped.reshape(*lines.shape[:2], 2),  # [2 * LINES, LINE_POINTS, 2]
-            "samples": self.generate(inputs["_z"].to(dev), net).float().cpu(),  # [POINTS, 2]
-            "critic": critic.reshape(dr.RES, dr.RES),
-        }
-
-    @classmethod
-    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
-        if info["kind"] != "points":
-            return dr.sample_panels(info["kind"])
-        probability = info.get("critic") == "probability"
-        follow = {"hue": "z_points"}
-        base = dr.panel(
-            "Base space: z ~ N(0, I)",
-            f"The first two coordinates of {dr.POINTS} fixed draws of z (of "
-            f"{info.get('latent_dim')}) and straight lines of the z-plane; a point's colour "
-            "follows it into the data space.",
-            "z",
-            [dr.lines("z_lines"), dr.dots("z_points", follow)],
-        )
-        data = dr.panel(
-            "Data space: G(z) over the true density",
-            "The generator pushes the z-plane forward: the grid lines as G warps them and the "
-            "same draws' samples, over the data's true density.",
-            "data",
-            [dr.density("true_log_density"), dr.lines("lines"), dr.dots("samples", follow)],
-            dr.DENSITY_LEGEND,
-        )
-        judge = dr.panel(
-            "Discriminator: D(x) = P(real)" if probability else "Critic score D(x)",
-            "Where D calls the data real (red) or fake (blue), with the generator's samples; "
-            "at balance it cannot tell them apart.",
-            "data",
-            [dr.critic("critic", probability), dr.dots("samples", "#111111", 1.2)],
-            ("critic", "0: fake", "1: real") if probability else ("critic", "low", "high"),
-        )
-        return [base, data, judge]

@@ -215,8 +215,14 @@ class GMM(Model, ExactDensity, MixtureEM):
         return torch.cat([torch.logsumexp(self._log_joint(c), 1) for c in chunks])
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
         """n draws: a component by weight, then mu_k + L_k z. Returns float32 [n, *shape]."""
+        self.draw_labels(n, labels, generator)  # refuses labels: the mixture is not conditional
         k = torch.multinomial(self.weights.float().cpu(), n, replacement=True, generator=generator)
         z = torch.randn(n, self.means.shape[1], generator=generator, dtype=self.means.dtype)
         k, z = k.to(self.means.device), z.to(self.means.device)

@@ -25,21 +25,30 @@ class ImportanceWeighted(LikelihoodBound):
     prior: Any  # a priors.Prior: log_prob, sample
 
     @abstractmethod
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, *shape] (and labels y [B], conditional) -> (mu, logvar), each [B, d]."""
 
     @abstractmethod
-    def log_likelihood_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood_many(
+        self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x_b | z_ib) for many z per example: x [B, *shape], z [kk, B, d] -> [kk, B]."""
 
     def _log_terms(
-        self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        eps: torch.Tensor,
+        y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log p(x|z), log p(z), log q(z|x)) for z = mu + std * eps, the importance weights'
         parts: x [B, *shape], mu and logvar [B, d], eps [kk, B, d] -> three [kk, B]."""
         z = mu + (0.5 * logvar).exp() * eps  # [kk, B, d]
         log_q = log_normal_standardized(eps, logvar)
-        return self.log_likelihood_many(x, z), self.prior.log_prob(z), log_q
+        return self.log_likelihood_many(x, z, y), self.prior.log_prob(z), log_q
 
     @torch.no_grad()
     def iwae_bound(
@@ -48,6 +57,7 @@ class ImportanceWeighted(LikelihoodBound):
         k: int,
         generator: torch.Generator | None = None,
         max_rows: int = 4096,
+        y: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x)
         (Burda et al. 2015) per example: x [B, *shape] -> [B], float64. k = 1 is the ELBO; the
@@ -56,7 +66,7 @@ class ImportanceWeighted(LikelihoodBound):
         temporaries in cache (86.6 Fashion-MNIST images/s at k = 1000 on 2 cores, against 61.5
         at 65,536: benchmarks/eval_speed.py). The weights are summed as they come (a running
         log-sum-exp), so memory does not grow with k either."""
-        mu, logvar = self.encode(x)  # [B, d]
+        mu, logvar = self.encode(x, y)  # [B, d]
         b, d = mu.shape
         per = max(1, max_rows // b)
         total = torch.full((b,), -math.inf, dtype=torch.float64, device=mu.device)  # [B]
@@ -67,17 +77,19 @@ class ImportanceWeighted(LikelihoodBound):
                 if generator is not None
                 else torch.randn(kk, b, d, device=mu.device)
             )
-            log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [kk, B] each
+            log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps, y)  # [kk, B] each
             log_w = (log_px + log_pz - log_q).double()  # [kk, B]
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         return total - math.log(k)
 
-    def iw_loss(self, x: torch.Tensor, weight: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    def iw_loss(
+        self, x: torch.Tensor, weight: torch.Tensor, k: int, y: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Negative importance-weighted bound with K = iw_samples z per example. The warm-up
         weight tempers log p(z) - log q(z|x) inside each weight, as it tempers the ELBO's KL."""
-        mu, logvar = self.encode(x)  # [B, d]
+        mu, logvar = self.encode(x, y)  # [B, d]
         eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)  # [K, B, d]
-        log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps)  # [K, B] each
+        log_px, log_pz, log_q = self._log_terms(x, mu, logvar, eps, y)  # [K, B] each
         log_ratio = log_pz - log_q
         bound = torch.logsumexp(log_px + weight * log_ratio, dim=0) - math.log(k)  # [B]
         with torch.no_grad():

@@ -177,13 +177,17 @@ def log_aggregate_posterior(
 
 @torch.no_grad()
 def encoder_means(
-    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    encode: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     x: torch.Tensor,
     chunk: int = 500,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, logvar) of q(z|x) = ``encode(x)`` for x [n, *shape] on the model's device: two
-    [n, d], float64 on the CPU."""
-    mu, logvar = (
-        torch.cat(t).double().cpu() for t in zip(*(encode(c) for c in x.split(chunk)), strict=True)
-    )
+    """(mu, logvar) of q(z|x) = ``encode(x)`` (``encode(x, y)`` given labels [n], for a
+    conditional encoder) for x [n, *shape] on the model's device: two [n, d], float64 on the CPU."""
+    if labels is None:
+        parts = [encode(c) for c in x.split(chunk)]
+    else:
+        ys = labels.to(x.device).split(chunk)
+        parts = [encode(c, y) for c, y in zip(x.split(chunk), ys, strict=True)]
+    mu, logvar = (torch.cat(t).double().cpu() for t in zip(*parts, strict=True))
     return mu, logvar

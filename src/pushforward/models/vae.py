@@ -3,8 +3,8 @@ by maximising the ELBO with an amortised Gaussian encoder q(z|x) and the reparam
 
 ELBO(x) = E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)), reported in nats per example.
 
-May import, of this package: config, data, errors, models/base, models/drawing, models/iwae,
-models/nets, models/priors.
+May import, of this package: config, data, errors, models/base, models/conditional,
+models/drawing, models/iwae, models/nets, models/priors, models/vae_frames.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from torch import nn
 from ..config import Options, option
 from ..data import Dataset
 from ..errors import PushforwardError
-from . import drawing as dr
+from . import conditional as cond
 from . import nets
 from .base import Encoder, Model
+from .conditional import LabelledInput, call, one_hot
 from .iwae import ImportanceWeighted
 from .nets import Standardize, adam, check_arch, decoder, encoder
 from .priors import PRIOR_NAMES, Prior, log_normal_standardized, make_prior
+from .vae_frames import LatentFrames
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ class VAEConfig(Options):
         at_most=5000,
     )
     lr: float = option(1e-3, "Adam learning rate", above=0)
+    conditional: bool = cond.conditional_option()
+    classes: int | None = cond.classes_option()
 
 
-class VAE(Model, ImportanceWeighted, Encoder):
+class VAE(LatentFrames, Model, ImportanceWeighted, Encoder):
     """Gaussian encoder, decoder with a Bernoulli (logits) or Gaussian likelihood, prior p(z)."""
 
     Config = VAEConfig
@@ -101,21 +105,27 @@ class VAE(Model, ImportanceWeighted, Encoder):
         if cfg.latent_dim is None:
             cfg = replace(cfg, latent_dim=16 if images else min(16, data.dim))
         check_arch(cfg.arch, cfg.blocks, data.kind == "images")
-        return cfg
+        return replace(cfg, classes=cond.resolve_classes(cfg.conditional, cfg.classes, data))
 
     def __init__(self, config: VAEConfig, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         if config.likelihood == "auto" or config.latent_dim is None:
             raise ValueError("resolve_config first")  # an internal misuse, not a user error
         self.config, self.data_shape = config, tuple(data_shape)
-        d = config.latent_dim
+        d, k = config.latent_dim, config.classes or 0
         arch = config.arch if len(data_shape) == 3 else "mlp"
+        self.classes = k  # conditional: the label enters the encoder and the decoder
         self.encoder = encoder(
-            self.data_shape, 2 * d, arch, config.hidden, config.depth, blocks=config.blocks
+            cond.labelled_shape(self.data_shape, k, arch == "conv"),
+            2 * d,
+            arch,
+            config.hidden,
+            config.depth,
+            blocks=config.blocks,
         )
         per_example_var = config.likelihood == "gaussian" and config.decoder_var == "output"
         self.decoder = decoder(
-            d,
+            d + k,
             self.data_shape,
             arch,
             config.hidden,
@@ -128,8 +138,12 @@ class VAE(Model, ImportanceWeighted, Encoder):
                 "--free-bits has no meaning for the importance-weighted bound (its KL is not a "
                 "separate term): drop --free-bits or use --iw-samples 1"
             )
+        if k:
+            self.encoder = LabelledInput(self.encoder, k, planes=arch == "conv")
+            self.decoder = LabelledInput(self.decoder, k, planes=False)
+            self.condition_on(k)
         self.prior: Prior = make_prior(
-            config.prior, d, config.prior_components, self.data_shape, self.encode
+            config.prior, d, config.prior_components, self.data_shape, self._encode_pseudo
         )
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # for KL warm-up
         # points are standardized inside the model (fitted by ``prepare``); images stay in [0, 1]
@@ -153,9 +167,11 @@ class VAE(Model, ImportanceWeighted, Encoder):
         return {"latent_dim": 2, "hidden": 128, "batch_size": 256}
 
     def prepare(self, data: Dataset) -> None:
-        """Points are standardized inside the model; images stay in [0, 1]."""
+        """Points are standardized inside the model; images stay in [0, 1]. A conditional
+        model notes how often each class occurs."""
         if data.kind == "points":
             self.standardize.fit(data.train.to(self.device))
+        self.note_classes(data)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"main": adam(self.parameters(), self.config.lr)}
@@ -170,14 +186,24 @@ class VAE(Model, ImportanceWeighted, Encoder):
 
     # ------------------------------------------------------------------ the model
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, *shape] -> (mu, logvar), each [B, d]."""
-        mu, logvar = self.encoder(self.standardize(x)).float().chunk(2, dim=-1)
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, *shape] (and labels y [B], conditional) -> (mu, logvar), each [B, d]."""
+        mu, logvar = call(self.encoder, self.standardize(x), y).float().chunk(2, dim=-1)
         return mu, logvar.clamp(-30, 20)
 
-    def _decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode_pseudo(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VampPrior's pseudo-inputs u [K, *shape] encoded (conditional: under the classes
+        in turn, so the prior is a mixture over all of them)."""
+        y = torch.arange(len(u), device=u.device) % self.classes if self.classes else None
+        return self.encode(u, y)
+
+    def _decode(
+        self, z: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z [B, d] -> (mean or logits [B, *shape], log std broadcastable to it, for gaussians)."""
-        out = self.decoder(z).float()
+        out = call(self.decoder, z, y).float()
         if self.config.likelihood == "bernoulli":
             return out, None
         if self.config.decoder_var == "output":
@@ -188,9 +214,11 @@ class VAE(Model, ImportanceWeighted, Encoder):
         log_std = self.log_std.clamp(-7, 5)
         return out, log_std.view(1, *self.data_shape) if log_std.numel() > 1 else log_std
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(
+        self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x|z) summed over dimensions, in data units: [B]."""
-        out, log_std = self._decode(z)
+        out, log_std = self._decode(z, y)
         if log_std is None:
             return (
                 -F.binary_cross_entropy_with_logits(out, x.float(), reduction="none")
@@ -202,17 +230,20 @@ class VAE(Model, ImportanceWeighted, Encoder):
         return ll.flatten(1).sum(1) - self.standardize.log_scale_sum()
 
     def elbo(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-example ELBO and its terms, [B] each: ``elbo`` = ``recon`` - ``kl`` (beta = 1)."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)
         eps = (
             torch.randn(mu.shape, generator=generator).to(mu)
             if generator is not None
             else torch.randn_like(mu)
         )
         z = mu + (0.5 * logvar).exp() * eps
-        recon = self.log_likelihood(x, z)
+        recon = self.log_likelihood(x, z, y)
         kl_dims = self.prior.analytic_kl(mu, logvar)  # [B, d] or None
         if kl_dims is None:  # one-sample Monte Carlo KL for priors without a closed form
             kl = log_normal_standardized(eps, logvar) - self.prior.log_prob(z)
@@ -222,14 +253,17 @@ class VAE(Model, ImportanceWeighted, Encoder):
             out = {"kl_dims": kl_dims}
         return {"elbo": recon - kl, "recon": recon, "kl": kl, **out}
 
-    def log_likelihood_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood_many(
+        self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x_b | z_ib) for many z per example: x [B, *shape], z [kk, B, d] -> [kk, B].
         Bernoulli: x.l - softplus(l) with x broadcast, so the k copies of x are never built."""
         kk, b, d = z.shape
+        ys = None if y is None else y.repeat(kk, *[1] * (y.dim() - 1))  # [kk * B], as z's rows
         if self.config.likelihood != "bernoulli":
             xs = x.unsqueeze(0).expand(kk, *x.shape).reshape(kk * b, *x.shape[1:])
-            return self.log_likelihood(xs, z.reshape(kk * b, d)).view(kk, b)
-        logits = self.decoder(z.reshape(kk * b, d)).float().view(kk, b, -1)  # [kk, B, D]
+            return self.log_likelihood(xs, z.reshape(kk * b, d), ys).view(kk, b)
+        logits = call(self.decoder, z.reshape(kk * b, d), ys).float().view(kk, b, -1)
         xl = torch.einsum("kbd,bd->kb", logits, x.reshape(b, -1).to(logits))
         return xl - F.softplus(logits).sum(-1)
 
@@ -241,7 +275,9 @@ class VAE(Model, ImportanceWeighted, Encoder):
             weight = weight * ((self.steps_done + 1).float() / c.kl_warmup).clamp(max=1.0)
         return weight
 
-    def loss(self, x: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+    def loss(
+        self, x: torch.Tensor, phase: str, y: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Negative (beta-)ELBO averaged over the batch, with its terms for logging; under
         ``iw_samples`` K > 1 the negative IWAE-K bound instead (also logged as ``iwae``)."""
         c = self.config
@@ -249,8 +285,8 @@ class VAE(Model, ImportanceWeighted, Encoder):
         if self.training:
             self.steps_done += 1
         if c.iw_samples > 1:
-            return self.iw_loss(x, weight, c.iw_samples)
-        t = self.elbo(x)
+            return self.iw_loss(x, weight, c.iw_samples, y)
+        t = self.elbo(x, y=y)
         kl_term = t["kl"].mean()
         if c.free_bits > 0:  # no pressure below free_bits nats per dimension (batch average)
             if "kl_dims" in t:
@@ -268,21 +304,32 @@ class VAE(Model, ImportanceWeighted, Encoder):
     # ------------------------------------------------------------------ using it
 
     @torch.no_grad()
-    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's mean: pixel probabilities (Bernoulli) or the Gaussian mean."""
-        out, log_std = self._decode(z)
+        out, log_std = self._decode(z, y)
         return torch.sigmoid(out) if log_std is None else self.standardize.inverse(out)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z ~ p(z) pushed through the decoder: [n, *shape]."""
-        return self.generate(self.prior.sample(n, generator), generator)
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """z ~ p(z) pushed through the decoder (under the class labels, conditional): [n, *shape]."""
+        y = self.draw_labels(n, labels, generator)
+        return self.generate(self.prior.sample(n, generator), generator, y)
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        z: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Decode given latents z [n, d] (from the prior, or from an ex-post density). Points are
         full draws from p(x|z); images are the decoder's mean (pixel probabilities)."""
-        out, log_std = self._decode(z.to(self.device))
+        out, log_std = self._decode(z.to(self.device), None if y is None else y.to(self.device))
         if log_std is None:
             return torch.sigmoid(out)
         if len(self.data_shape) == 3:
@@ -291,81 +338,29 @@ class VAE(Model, ImportanceWeighted, Encoder):
         return self.standardize.inverse(out + log_std.exp() * noise)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder mean at the encoder mean: [B, *shape] -> [B, *shape]."""
-        return self.decode_mean(self.encode(x.to(self.device))[0])
+        y = None if y is None else y.to(self.device)
+        return self.decode_mean(self.encode(x.to(self.device), y)[0], y)
 
     @torch.no_grad()
-    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
-        """Decode the straight line between the encodings of a [B, *shape] and b: [B * steps, *shape]."""
-        za, zb = self.encode(a.to(self.device))[0], self.encode(b.to(self.device))[0]
+    def interpolate(
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        steps: int,
+        ya: torch.Tensor | None = None,
+        yb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decode the straight line between the encodings of a [B, *shape] and b: [B * steps,
+        *shape]; a conditional model's one-hot label moves from a's to b's along it."""
+        dev = self.device
+        ya, yb = (None if y is None else y.to(dev) for y in (ya, yb))
+        za, zb = self.encode(a.to(dev), ya)[0], self.encode(b.to(dev), yb)[0]
         t = torch.linspace(0, 1, steps, device=za.device)[None, :, None]
         z = za[:, None] * (1 - t) + zb[:, None] * t  # [B, steps, d]
-        return self.decode_mean(z.flatten(0, 1))
-
-    # ------------------------------------------------------------------ its frames
-
-    def frame_refusal(self, data: Dataset) -> str | None:
-        if data.kind == "points" and self.config.latent_dim < 2:
-            return (
-                "the explorer draws the plane of z's first two coordinates, and --latent-dim is 1"
-            )
-        return None
-
-    def _hoverable(self, kind: str) -> bool:
-        """Images with a 2-d z: the page decodes the whole latent plane, cell by cell."""
-        return kind == "images" and self.config.latent_dim == 2
-
-    def frame_images(self, data: Dataset) -> int:
-        return dr.latent_side(data.shape) ** 2 if self._hoverable(data.kind) else 0
-
-    def frame_setup(self, view: dr.FrameView) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        d = self.config.latent_dim
-        if view.kind == "points":
-            return {"latent_dim": d}, {"z_lines": dr.z_lines(d, dr.Z_EXTENT)}
-        return (
-            {"latent_side": dr.latent_side(view.shape)} if self._hoverable(view.kind) else {}
-        ), {}
-
-    def frame(
-        self, view: dr.FrameView, inputs: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> dict[str, torch.Tensor]:
-        """Points: the decoder's mean along the z-lines and samples from the prior; the latent
-        plane (models/drawing.py) for points, and for images with a 2-d z, decoded there."""
-        out: dict[str, torch.Tensor] = {}
-        if view.kind == "points":
-            lines = inputs["z_lines"]
-            z = self.prior.sample(dr.POINTS, generator).float()
-            out["prior_z"] = z[:, :2].cpu()
-            out["samples"] = self.generate(z, generator).float().cpu()
-            means = self.decode_mean(lines.reshape(-1, lines.shape[-1]).to(self.device))
-            out["lines"] = means.float().cpu().reshape(*lines.shape[:2], 2)
-        elif not self._hoverable(view.kind):
-            return out
-        out.update(
-            dr.latent_plane(self.encode, self.prior, view.encoded.to(self.device), generator)
-        )
-        if view.kind == "images":
-            side = dr.latent_side(view.shape)
-            zs = dr.plane((-dr.Z_EXTENT, dr.Z_EXTENT, -dr.Z_EXTENT, dr.Z_EXTENT), side)
-            out["latent_images"] = dr.to_bytes(self.decode_mean(zs.to(self.device)))
-        return out
-
-    @classmethod
-    def panels(cls, info: dict[str, Any]) -> list[dict[str, Any]]:
-        if info["kind"] != "points":
-            hover = [dr.latent_panel(True)] if info.get("latent_side") else []
-            return dr.sample_panels(info["kind"]) + hover
-        data = dr.panel(
-            "Data space: decoded grid and samples",
-            "The decoder's mean along straight lines of the latent plane, and samples (z from "
-            "the prior, coloured by where z fell), over the true density.",
-            "data",
-            [
-                dr.density("true_log_density"),
-                dr.lines("lines"),
-                dr.dots("samples", {"hue": "prior_z"}),
-            ],
-            dr.DENSITY_LEGEND,
-        )
-        return [dr.latent_panel(False), data]
+        y = None
+        if ya is not None and yb is not None:
+            ha, hb = (one_hot(v, self.classes, z.dtype)[:, None] for v in (ya, yb))  # [B, 1, K]
+            y = (ha * (1 - t) + hb * t).flatten(0, 1)  # [B * steps, K]
+        return self.decode_mean(z.flatten(0, 1), y)

@@ -27,6 +27,7 @@ from ..data import Dataset
 from ..errors import PushforwardError
 from ..files import load_tensors_and_metadata, save_tensors
 from ..models import Model
+from ..models.conditional import class_rows
 from ..models.drawing import (
     IMAGES,
     LINE_POINTS,
@@ -91,6 +92,25 @@ def _evaluating(model: Model) -> Iterator[None]:
             m.train(was)
 
 
+def _by_class(data: Dataset, rows: torch.Tensor) -> torch.Tensor:
+    """Held-out images in the rows of a conditional model's samples: for each label in ``rows``
+    [n], the next example of that class (a blank where a class has run out)."""
+    x, y = (
+        (data.test, data.test_labels) if data.test is not None else (data.train, data.train_labels)
+    )
+    out = torch.zeros(len(rows), *x.shape[1:])
+    if y is None:
+        return out
+    taken: dict[int, int] = {}
+    for i, c in enumerate(rows.tolist()):
+        mine = (y == c).nonzero().flatten()
+        j = taken.get(c, 0)
+        if j < len(mine):
+            out[i] = x[mine[j]]
+        taken[c] = j + 1
+    return out
+
+
 def _labels(data: Dataset, x: torch.Tensor) -> torch.Tensor:
     """A colour class per shown example (the first of its split): its label (a mode set's
     points are labelled with their mode), or -1."""
@@ -128,7 +148,12 @@ class Snapshots:
                 self.inputs["true_log_density"] = log_p.reshape(RES, RES)
         else:
             self.inputs["real"] = to_bytes(shown[:IMAGES])
-        self.view = FrameView(data.kind, data.shape, extent, encoded[:POINTS], self.seed)
+            if model.classes:  # one row per class: the model's samples, and data beside them
+                self.rows, self.info["columns"], _ = class_rows(model.classes, IMAGES)
+                self.inputs["real"] = to_bytes(_by_class(raw, self.rows))
+        labels = data.test_labels if data.test is not None else data.train_labels
+        labels = None if labels is None else labels[:POINTS]
+        self.view = FrameView(data.kind, data.shape, extent, encoded[:POINTS], self.seed, labels)
         info, inputs = model.frame_setup(self.view)
         self.info.update(info)
         self.inputs.update(inputs)
@@ -202,7 +227,9 @@ class Snapshots:
         """The frame of the model as it is now (eval mode, no gradients)."""
         m, g = self.model, torch.Generator().manual_seed(self.seed + 1)
         out: dict[str, torch.Tensor] = {}
-        if self.view.kind == "images":
+        if self.view.kind == "images" and m.classes:  # a row per class
+            out["samples"] = to_bytes(m.sample(len(self.rows), g, self.rows))
+        elif self.view.kind == "images":
             out["samples"] = to_bytes(m.sample(IMAGES, g))
         out.update(m.frame(self.view, self.inputs, g))
         return out

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import dist, plots, recipes
 from ..config import TrainConfig
-from ..data import Dataset
+from ..data import Batch, Dataset
 from ..errors import Interrupted, PushforwardError
 from ..limits import keep_freed_memory, out_of_memory
 from ..metrics.health import failure_line, health
@@ -136,19 +136,20 @@ def fit_gradient(
     progress: Callable[..., Any],
     snaps: Snapshots,
     resume: bool = False,
-    val: torch.Tensor | None = None,
+    val: Batch | None = None,
 ) -> dict[str, Any]:
     """The one gradient loop: for each step, each phase of the schedule takes a batch, its loss
     and a step of its own optimizer. ``resume`` continues from checkpoints/last.*, so the weights
-    end bit-identical to an uninterrupted run. ``val`` (--validation's examples) is scored at
+    end bit-identical to an uninterrupted run. ``val`` (--validation's examples, and labels) is scored at
     every checkpoint, the best weights kept; --patience ends the run early."""
     # what a step needs: the batches, the budget, the optimizers and the phase step
     ckpt = run_dir / CHECKPOINTS
-    loader = shard_loader(data.train.to(model.device), tcfg)
+    labels = data.train_labels if model.classes else None  # only a conditional model's
+    loader = shard_loader(data.train.to(model.device), tcfg, labels)
     budget = Budget.of(tcfg, len(loader), len(model.schedule))
     opts = model.optimizers()
     phase_step = PhaseStep(model, opts, model.device, tcfg)
-    validation = Validation(val, tcfg.patience, ckpt / BEST, model.device)
+    validation = Validation(val, tcfg.patience, ckpt / BEST, model.device, bool(model.classes))
     at = Position(per_epoch=len(loader))
 
     # a resumed run starts where its checkpoint left off; rows logged after it are dropped
@@ -192,7 +193,7 @@ def _step(
     at: Position,
     budget: Budget,
     opts: dict[str, torch.optim.Optimizer],
-    stream: Iterator[torch.Tensor],
+    stream: Iterator[Batch],
     phase_step: PhaseStep,
     meter: Meter,
 ) -> None:
@@ -202,9 +203,9 @@ def _step(
     if budget.out_of_time():
         budget.total = at.step  # this step is the last: logged and saved
     for i, phase in enumerate(phase_step.model.schedule):
-        x = next(stream)
-        out, bad = phase_step(phase, x, at.step, i)
-        meter.add(phase, out, bad, len(x))
+        batch = next(stream)
+        out, bad = phase_step(phase, batch, at.step, i)
+        meter.add(phase, out, bad, len(batch[0]))
         at.batches += 1
     meter.steps += 1
 
@@ -351,7 +352,8 @@ def _train_in(
                     run_dir / CHECKPOINTS, model, {}, {"step": info["iterations"], "finished": True}
                 )
         else:
-            info = fit_gradient(model, data, tcfg, run_dir, log, bar, snaps, resuming, val)
+            held = None if val is None else (val, prep.val_labels)
+            info = fit_gradient(model, data, tcfg, run_dir, log, bar, snaps, resuming, held)
     finally:
         log.close()
     if info.pop(FINISHED_BEFORE, False) and run_finished(run_dir):

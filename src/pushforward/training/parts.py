@@ -25,7 +25,7 @@ import torch
 
 from .. import dist
 from ..config import TrainConfig
-from ..data import InMemoryLoader
+from ..data import Batch, InMemoryLoader
 from ..errors import PushforwardError
 from ..files import read_json
 from ..models import Model
@@ -130,8 +130,11 @@ class Position:
         }
 
 
-def shard_loader(x: torch.Tensor, tcfg: TrainConfig) -> InMemoryLoader:
-    """This process's share of the training examples x [N, *shape], in seeded batches."""
+def shard_loader(
+    x: torch.Tensor, tcfg: TrainConfig, labels: torch.Tensor | None = None
+) -> InMemoryLoader:
+    """This process's share of the training examples x [N, *shape] (with their labels [N], for
+    a conditional model), in seeded batches."""
     return InMemoryLoader(
         x,
         tcfg.batch_size,
@@ -139,10 +142,11 @@ def shard_loader(x: torch.Tensor, tcfg: TrainConfig) -> InMemoryLoader:
         rank=dist.rank(),
         world=dist.world_size(),
         dynamic_binarize=tcfg.binarize == "dynamic",
+        labels=labels,
     )
 
 
-def batches(loader: InMemoryLoader, consumed: int = 0) -> Iterator[torch.Tensor]:
+def batches(loader: InMemoryLoader, consumed: int = 0) -> Iterator[Batch]:
     """An endless stream of batches, epoch after epoch, starting after the first ``consumed``
     (so a resumed run sees exactly the batches an uninterrupted one would)."""
     epoch, skip = divmod(consumed, len(loader))
@@ -169,13 +173,14 @@ class _PhaseLoss(torch.nn.Module):
         self.__dict__["model"] = model  # not registered: its other networks stay out of DDP
         self.phase = phase
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         model: Model = self.__dict__["model"]
-        return model.loss(x, self.phase)
+        # a model that is not conditional is called as (x, phase), so it need not take labels
+        return model.loss(x, self.phase) if y is None else model.loss(x, self.phase, y)
 
 
 def _phase_losses(model: Model, device: torch.device) -> dict[str, torch.nn.Module]:
-    """phase -> module(x) -> loss dict: the model's own loss in one process, a DDP-wrapped one
+    """phase -> module(x, y) -> loss dict: the model's own loss in one process, a DDP-wrapped one
     under torchrun."""
     if not dist.active():
         return {p: _PhaseLoss(model, p) for p in model.phases}
@@ -220,7 +225,7 @@ class PhaseStep:
         tcfg: TrainConfig,
     ) -> None:
         self.model, self.opts, self.skip = model, opts, tcfg.nan_policy == "skip"
-        self.losses: dict[str, Callable[[torch.Tensor], dict[str, torch.Tensor]]] = dict(
+        self.losses: dict[str, Callable[..., dict[str, torch.Tensor]]] = dict(
             _phase_losses(model, device)
         )
         self.update: Callable[[str, torch.Tensor], torch.Tensor] = self._update
@@ -246,16 +251,16 @@ class PhaseStep:
         }
 
     def __call__(
-        self, phase: str, x: torch.Tensor, step: int, i: int
+        self, phase: str, batch: Batch, step: int, i: int
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(the loss dict, a device flag: the loss was not finite) of the ``i``-th phase of
-        step ``step`` (counted from 1)."""
+        step ``step`` (counted from 1), on a batch of examples and their labels (or None)."""
         self.code.fill_(step * len(self.model.schedule) + i)
         train_only(self.model, phase)
         if self.compiled:
             _lr_as_tensors(self.opts[phase], self.code.device)
         with self.autocast:
-            out = self.losses[phase](x)
+            out = self.losses[phase](*batch)
         self.opts[phase].zero_grad(set_to_none=True)
         out["loss"].backward()
         bad = self.update(phase, out["loss"].detach())

@@ -37,6 +37,7 @@ class Prepared:
     raw: Dataset
     data: Dataset
     val: torch.Tensor | None  # [n, *shape], or None without --validation
+    val_labels: torch.Tensor | None  # [n], where the data has labels
     tcfg: TrainConfig
     mcfg: Any
 
@@ -62,12 +63,12 @@ def prepare_data(cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
             "--validation scores held-out examples by a likelihood bound; "
             f"{model_name} has none to score: use it with vae"
         )
-    data, val = validation_split(binarize(raw, mode), tcfg.validation, mode)
+    data, val, val_labels = validation_split(binarize(raw, mode), tcfg.validation, mode)
     if issubclass(cls, FitsByEM):
         _check_em_options(tcfg)
     else:
         Budget.check(tcfg)
-    return Prepared(raw, data, val, tcfg, mcfg)
+    return Prepared(raw, data, val, val_labels, tcfg, mcfg)
 
 
 def build_model(

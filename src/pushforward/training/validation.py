@@ -1,7 +1,7 @@
 """--validation: the held-out examples' bound, scored at every checkpoint; the best weights
 kept, and --patience to stop when they stop improving.
 
-May import, of this package: dist, files, metrics/likelihood, models.
+May import, of this package: data, dist, files, metrics/likelihood, models.
 """
 
 from __future__ import annotations
@@ -13,25 +13,28 @@ from typing import Any
 import torch
 
 from .. import dist
+from ..data import Batch
 from ..files import check_tensors, load_tensors, save_tensors
 from ..metrics import likelihood
 from ..models import LikelihoodBound, Model
 
 
 @torch.no_grad()
-def validate(model: LikelihoodBound, val: torch.Tensor) -> float:
+def validate(
+    model: LikelihoodBound, val: torch.Tensor, labels: torch.Tensor | None = None
+) -> float:
     """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
     for a model trained on that bound (``trains_on_k`` K > 1), whose ELBO may fall as its
-    likelihood rises. Eval mode and fixed noise (the test metrics' own), so the score changes
+    likelihood rises. A conditional model scores log p(x | its label). Eval mode and fixed noise (the test metrics' own), so the score changes
     only with the weights and the training RNG is left alone."""
     assert isinstance(model, torch.nn.Module)
     was = model.training
     model.eval()
     k = model.trains_on_k
     if k > 1:
-        score = -likelihood.iwae(model, val, k=k, seed=0)["nll_nats"]
+        score = -likelihood.iwae(model, val, k=k, seed=0, labels=labels)["nll_nats"]
     else:
-        score = likelihood.elbo(model, val, seed=0)["elbo"]
+        score = likelihood.elbo(model, val, seed=0, labels=labels)["elbo"]
     model.train(was)
     return float(dist.mean_across(torch.tensor(score, device=val.device)))
 
@@ -42,16 +45,24 @@ class Validation:
     --patience checkpoints have passed without a better score."""
 
     def __init__(
-        self, val: torch.Tensor | None, patience: int | None, path: Path, device: torch.device
+        self,
+        val: Batch | None,
+        patience: int | None,
+        path: Path,
+        device: torch.device,
+        conditional: bool = False,
     ) -> None:
-        self.val = None if val is None else val.to(device)  # [n, *shape], moved once
+        x, y = val if val is not None else (None, None)
+        self.val = None if x is None else x.to(device)  # [n, *shape], moved once
+        # [n]: a conditional model's likelihood is given the label
+        self.labels = y.to(device) if y is not None and conditional else None
         self.patience, self.path = patience, path
         # the best score, its step, and the validations since it (for --patience)
         self.best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
 
     def __call__(self, model: Model, step: int) -> float:
         assert self.val is not None and isinstance(model, LikelihoodBound)
-        score = validate(model, self.val)
+        score = validate(model, self.val, self.labels)
         if score > self.best["score"]:
             self.best = {"score": score, "step": step, "since": 0}
             if dist.is_main():

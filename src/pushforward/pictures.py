@@ -1,0 +1,62 @@
+"""What ``pushforward sample`` draws, as a picture's images, its row length and its rows' names:
+samples (one row per class for a conditional run), held-out examples beside their
+reconstructions, and interpolations.
+
+May import, of this package: models/conditional, run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .models.conditional import class_rows
+from .run import Run
+
+PICTURE_IMAGES, PICTURE_POINTS = 64, 100_000  # the most a picture shows
+
+
+@dataclass
+class Picture:
+    x: torch.Tensor  # [n, *shape] what is drawn, row by row
+    kind: str  # "samples", "reconstructions" or "interpolations"
+    nrow: int | None = None  # images per row (None: the plot's own layout)
+    rows: list[str] = field(default_factory=list)  # each row's name
+
+    @property
+    def by_class(self) -> bool:
+        return self.kind == "samples" and bool(self.rows)
+
+
+def samples(
+    run: Run,
+    n: int,
+    seed: int,
+    sampler: str = "prior",
+    components: int = 10,
+    label: int | None = None,
+    picture: bool = True,
+) -> Picture:
+    """n samples (of class ``label``); a picture of a conditional run's images without a label
+    shows one row per class instead."""
+    if picture and run.model.classes and label is None and run.data.kind == "images":
+        labels, per, names = class_rows(run.model.classes, n)
+        return Picture(
+            run.sample(len(labels), seed, sampler, components, labels), "samples", per, names
+        )
+    return Picture(run.sample(n, seed, sampler, components, label), "samples")
+
+
+def reconstructions(run: Run, n: int, seed: int) -> Picture:
+    """Rows of up to 8 held-out examples, each followed by a row of their reconstructions."""
+    orig, rec = run.reconstructions(n, seed)
+    per = min(n, 8)
+    x = torch.cat([torch.cat([orig[i : i + per], rec[i : i + per]]) for i in range(0, n, per)])
+    return Picture(x, "reconstructions", per, ["data", "reconstruction"] * ((n + per - 1) // per))
+
+
+def interpolations(run: Run, pairs: int, steps: int, seed: int) -> Picture:
+    """A row of ``steps`` decoded points between each pair of held-out examples."""
+    x = run.interpolations(pairs, steps, seed)
+    return Picture(x, "interpolations", steps, [f"pair {i + 1}" for i in range(pairs)])

@@ -41,7 +41,7 @@ def samples(
     """n samples (of class ``label``); a picture of a conditional run's images without a label
     shows one row per class instead."""
     if picture and run.model.classes and label is None and run.data.kind == "images":
-        labels, per, names = class_rows(run.model.classes, n)
+        labels, per, names = class_rows(run.model.trained_classes(), n)
         return Picture(
             run.sample(len(labels), seed, sampler, components, labels), "samples", per, names
         )

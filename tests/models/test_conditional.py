@@ -17,7 +17,12 @@ from pushforward.explore import write_explorer
 from pushforward.metrics.conditional import class_samples, mode_conditional
 from pushforward.metrics.features import classifier_for, embed
 from pushforward.models import GAN, VAE
-from pushforward.models.conditional import ClassFrequencies, ProjectionCritic, one_hot
+from pushforward.models.conditional import (
+    ClassFrequencies,
+    ProjectionCritic,
+    class_rows,
+    one_hot,
+)
 from pushforward.training.frames import read_snapshots
 
 from ..conftest import assert_user_error
@@ -79,6 +84,18 @@ def test_unconditional_models_are_unchanged_and_refuse_labels() -> None:
         assert not any("label" in k or "embed" in k for k in model.state_dict())
         with pytest.raises(PushforwardError, match="not trained with --conditional"):
             model.sample(3, None, 1)
+
+
+def test_classes_the_data_never_showed_are_not_scored_or_drawn() -> None:
+    """--classes may name more classes than the data has; the metrics and the picture's rows
+    take only those the model saw examples of."""
+    model = _build(GAN, "digits", classes=12)
+    assert model.classes == 12
+    assert model.trained_classes() == list(range(10))
+    labels, per, names = class_rows(model.trained_classes(), 64)
+    assert per == 6 and names[-1] == "class 9" and int(labels.max()) == 9
+    plain = GAN(GAN.resolve_config(GAN.Config(), load_dataset("ring8")), (2,))
+    assert plain.trained_classes() == []
 
 
 def test_refusals_are_one_line(cli: object) -> None:

@@ -28,14 +28,6 @@ from .scores import MIN_SAMPLES, frechet_distance
 PER_CLASS = 1000  # samples (and held-out examples, where a class has them) per class
 
 
-def trained_classes(model: Model) -> list[int]:
-    """The classes a conditional model saw examples of (--classes may name more)."""
-    freq = model.state_dict().get("label_frequencies.frequencies")  # [K]
-    if freq is None:
-        return list(range(model.classes))
-    return [c for c, f in enumerate(freq.tolist()) if f > 0]
-
-
 def class_samples(
     model: Model, classes: int | list[int], n: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +46,7 @@ def image_conditional(model: Model, ds: Dataset, n_fake: int, seed: int) -> dict
     images for an FD are left out of it."""
     assert ds.test is not None and ds.test_labels is not None and ds.train_labels is not None
     net, _ = classifier_for(ds)
-    classes = trained_classes(model)
+    classes = model.trained_classes()
     k = len(classes)
     per = max(MIN_SAMPLES, min(PER_CLASS, n_fake // k))
     fake, labels = class_samples(model, classes, per, seed)

@@ -142,6 +142,14 @@ class Model(nn.Module, ABC):
             return None
         return freq.labels(n, asked, generator).to(self.device)
 
+    def trained_classes(self) -> list[int]:
+        """The classes a conditional model saw examples of (``--classes`` may name more, and
+        a class it never saw is not scored); empty for a model that is not conditional."""
+        freq = self._modules.get("label_frequencies")
+        if not isinstance(freq, ClassFrequencies):
+            return []
+        return freq.seen()
+
     def condition_on(self, classes: int) -> None:
         """Make this a conditional model of ``classes`` classes, whose frequencies in the
         training data (``prepare`` notes them) are kept with the weights."""

@@ -78,12 +78,13 @@ def one_hot(y: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
     return nn.functional.one_hot(y.long(), classes).to(dtype)
 
 
-def class_rows(classes: int, n: int) -> tuple[torch.Tensor, int, list[str]]:
-    """Labels of at most n samples of a conditional model shown one row per class (up to 8 a
-    row): (the labels [rows * per], the row length, the rows' names)."""
-    per = max(1, min(8, n // classes))
-    rows = min(classes, n // per)
-    return torch.arange(rows).repeat_interleave(per), per, [f"class {c}" for c in range(rows)]
+def class_rows(classes: list[int], n: int) -> tuple[torch.Tensor, int, list[str]]:
+    """Labels of at most n samples of a conditional model shown one row per class of
+    ``classes`` (up to 8 a row): (the labels [rows * per], the row length, the rows' names)."""
+    per = max(1, min(8, n // len(classes)))
+    shown = classes[: n // per]
+    names = [f"class {c}" for c in shown]
+    return torch.as_tensor(shown).repeat_interleave(per), per, names
 
 
 def labelled_shape(shape: tuple[int, ...], classes: int, planes: bool) -> tuple[int, ...]:
@@ -162,6 +163,10 @@ class ClassFrequencies(nn.Module):
     def fit(self, labels: torch.Tensor) -> None:
         counts = torch.bincount(labels.long().cpu(), minlength=self.classes).double()
         self.frequencies.copy_((counts / counts.sum()).to(self.frequencies))
+
+    def seen(self) -> list[int]:
+        """The classes the training data had examples of."""
+        return [c for c, f in enumerate(self.frequencies.tolist()) if f > 0]
 
     def labels(
         self, n: int, asked: torch.Tensor | int | None, generator: torch.Generator | None

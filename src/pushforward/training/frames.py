@@ -149,7 +149,7 @@ class Snapshots:
         else:
             self.inputs["real"] = to_bytes(shown[:IMAGES])
             if model.classes:  # one row per class: the model's samples, and data beside them
-                self.rows, self.info["columns"], _ = class_rows(model.classes, IMAGES)
+                self.rows, self.info["columns"], _ = class_rows(model.trained_classes(), IMAGES)
                 self.inputs["real"] = to_bytes(_by_class(raw, self.rows))
         labels = data.test_labels if data.test is not None else data.train_labels
         labels = None if labels is None else labels[:POINTS]

@@ -154,12 +154,15 @@ def test_unwritable_metrics_log_is_a_user_error(tmp_path: Path) -> None:
         append_jsonl(tmp_path / "missing" / "metrics.jsonl", {"step": 1})
 
 
-def test_gmm_resume_refits_from_the_start(tmp_path: Path) -> None:
-    """EM is not checkpointed mid-fit: an unfinished GMM run (killed before its model was
-    saved) is refitted; a finished one is left as it is (tests/test_hostile.py)."""
+def test_gmm_resume_of_a_fit_whose_model_file_is_lost(tmp_path: Path) -> None:
+    """A GMM run killed after EM ended but before its model file was written resumes from its
+    final checkpoint: the same parameters and history, no iteration run again (a run killed
+    mid-EM: tests/test_resume.py; a finished one is left as it is: tests/test_hostile.py)."""
     opts = {"data": "ring8", "components": 8, "progress": False}
     first = pushforward.train("gmm", out="g", **opts)
     (tmp_path / "g" / "model.safetensors").unlink()
     again = pushforward.train("gmm", out="g", resume=True, **opts)
-    assert [r["step"] for r in again.history()] == [r["step"] for r in first.history()]
-    assert torch.equal(first.model.means, again.model.means)  # EM is deterministic
+    assert again.history() == first.history()  # the rows, their clock times too: no rerun
+    assert torch.equal(first.model.means, again.model.means)
+    info = [json.loads((tmp_path / "g" / "model.json").read_text())["info"]]
+    assert info[0]["iterations"] == len(first.history()) and info[0]["converged"] == 1.0

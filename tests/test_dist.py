@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from pushforward import dist
 from pushforward.run import Run
@@ -48,6 +50,27 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     # each rank draws its own noise, so not bit-equal; one process over seeds 0-2 spread
     # 0.31 nats (23.75-24.05), 2 processes measured 23.99 against seed 0's 24.05
     assert nll[0] == pytest.approx(nll[1], abs=0.5)
+
+
+def test_gmm_em_on_two_processes_equals_one(tmp_path: Path) -> None:
+    """Each process passes over its half of the data (here read from disk) and the EM
+    statistics are summed across them: the same iterations and the same fit as one process,
+    to float64's reduction order (1e-9), from a k-means start on a seeded sample."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 4)) * 4
+    x = centres[rng.integers(5, size=20_000)] + rng.normal(size=(20_000, 4))
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    base = {"data": f"npy:{tmp_path / 'x.npy'}", "components": 5, "steps": 60, "seed": 0,
+            "kmeans_sample": 3000, "tol": 1e-9}  # fmt: skip
+    two = _launch(tmp_path / "two", "gmm", {**base, "data_memory": 1e-6}, 2)
+    one = _launch(tmp_path / "one", "gmm", base, 1)
+    rows = [[r["log_likelihood"] for r in run.history()] for run in (two, one)]
+    assert len(rows[0]) == len(rows[1]) > 5
+    assert np.allclose(rows[0], rows[1], rtol=0, atol=1e-9)
+    a, b = two.model.state_dict(), one.model.state_dict()
+    for name in ("weights", "means", "covariances"):
+        assert torch.allclose(a[name], b[name], rtol=0, atol=1e-9), name
+    assert json.loads((two.path / "config.json").read_text())["world_size"] == 2
 
 
 def test_gan_ranks_stay_identical_with_penalty_pack_ema_and_labels(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ RUNS = {
     # with their labels, the projection discriminator with R1 and the EMA generator
     "gan-conditional": ["--data", "ring8", "--conditional", "--steps", "600", "--hidden", "32",
                         "--depth", "2", "--pack", "2", "--batch-size", "64"],
+    # EM: its parameters after the k-means start and every 25 iterations, its previous
+    # log-likelihood (the convergence test's), the snapshots of the components
+    "gmm": ["--data", "grid25", "--components", "32", "--steps", "200", "--tol", "0"],
 }  # fmt: skip
 
 
@@ -50,20 +53,37 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def _checkpoint_step(last: Path) -> int | None:
+    """The step of the run's last checkpoint, None before its first (or mid-write)."""
+    try:
+        return int(json.loads(last.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("model", sorted(RUNS))
 def test_killed_and_resumed_runs_end_bit_identical(model: str, tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     subprocess.run(_command(model, ref), env=_env(), check=True, capture_output=True, timeout=600)
-    run, rng, kills = tmp_path / "run", random.Random(0), 0
+    run, rng, kills, resumed_at = tmp_path / "run", random.Random(0), 0, []
     while True:
+        last = run / "checkpoints" / "last.json"
+        if last.exists():
+            resumed_at.append(json.loads(last.read_text())["step"])
         proc = subprocess.Popen(
             _command(model, run, "--resume"), env=_env(),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         if kills < 5:
-            # anywhere from interpreter start-up to the end of training
-            time.sleep(rng.uniform(1.0, 4.0))
+            if kills % 2 == 0:  # just after the run's next checkpoint: between two of them
+                before, deadline = _checkpoint_step(last), time.monotonic() + 120
+                while proc.poll() is None and _checkpoint_step(last) == before:
+                    assert time.monotonic() < deadline, "no checkpoint in 120 s"
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:  # anywhere from interpreter start-up on
+                time.sleep(rng.uniform(1.0, 4.0))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -72,6 +92,7 @@ def test_killed_and_resumed_runs_end_bit_identical(model: str, tmp_path: Path) -
             break
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     assert kills >= 3  # the run really was interrupted, several times
+    assert any(step > 0 for step in resumed_at), resumed_at  # and resumed from its middle
     a, b = load_file(str(ref / "model.safetensors")), load_file(str(run / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows, ref_rows = (
@@ -79,8 +100,10 @@ def test_killed_and_resumed_runs_end_bit_identical(model: str, tmp_path: Path) -
         for r in (run, ref)
     )
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]  # each step once, in order
-    # validation scores, and so the weights kept as best, are the uninterrupted run's
-    assert [r.get("val_elbo") for r in rows] == [r.get("val_elbo") for r in ref_rows]
+    # validation scores, and so the weights kept as best, are the uninterrupted run's (and
+    # EM's log-likelihoods its own)
+    for key in ("val_elbo", "log_likelihood"):
+        assert [r.get(key) for r in rows] == [r.get(key) for r in ref_rows], key
     info, ref_info = (json.loads((r / "model.json").read_text())["info"] for r in (run, ref))
     assert info.get("best_step") == ref_info.get("best_step")
     # the explorer's frames too: the same steps, the same tensors

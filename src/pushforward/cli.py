@@ -2,7 +2,7 @@
 
 A user error (PushforwardError or a bad flag) prints one ``error: ...`` line and exits with 2.
 
-May import, of this package: config, data, dist, errors, experiments, explore, files,
+May import, of this package: config, data, dist, errors, experiments, explore, files, limits,
 metrics/compare, models, plots, recipes, reports, run, run_folder, training/loop, version.
 """
 
@@ -14,16 +14,16 @@ import io
 import math
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
 from . import dist, recipes
-from .config import INT_LIMIT, TrainConfig, add_flags
+from .config import INT_LIMIT, TrainConfig, add_flags, whole_number
 from .errors import Interrupted, PushforwardError
 from .files import atomic_write_bytes, safe_name
+from .limits import out_of_memory
 from .metrics import compare
 from .models import MODELS
 from .version import __version__
@@ -38,22 +38,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _whole(lo: int, hi: int = INT_LIMIT) -> Callable[[str], int]:
-    """An argparse type: a whole number in [lo, hi] (past int32, torch and numpy overflow)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} must be between {lo:,} and {hi:,}")
-        return value
-
-    return parse
-
-
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
     """An argparse type: a finite number above 0."""
     try:
         value = float(text)
@@ -64,7 +49,7 @@ def _positive(text: str) -> float:
     return value
 
 
-SEED = _whole(-INT_LIMIT)
+SEED = whole_number(-INT_LIMIT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +106,7 @@ def _train_parser(train: argparse.ArgumentParser) -> None:
 
 def _sample_parser(sample: argparse.ArgumentParser) -> None:
     sample.add_argument("run")
-    sample.add_argument("-n", type=_whole(1), default=64, help="number of samples")
+    sample.add_argument("-n", type=whole_number(1), default=64, help="number of samples")
     sample.add_argument("--seed", type=SEED, default=0)
     sample.add_argument("--out", default=None, help="FILE.png (picture) or FILE.npy (raw samples)")
     what = sample.add_mutually_exclusive_group()
@@ -135,17 +120,20 @@ def _sample_parser(sample: argparse.ArgumentParser) -> None:
     )
     what.add_argument(
         "--label",
-        type=_whole(0, 999),
+        type=whole_number(0, 999),
         default=None,
         help="a --conditional run: the class to draw (default: a picture of images has one "
         "row per class)",
     )
     sample.add_argument(
-        "--steps", type=_whole(2, 1000), default=8, help="points along each --interpolate line"
+        "--steps",
+        type=whole_number(2, 1000),
+        default=8,
+        help="points along each --interpolate line",
     )
     _sampler_flag(sample, "vae: z from the prior or from an ex-post GMM of the codes")
     sample.add_argument(
-        "--components", type=_whole(1), default=10, help="components of the ex-post GMM"
+        "--components", type=whole_number(1), default=10, help="components of the ex-post GMM"
     )
 
 
@@ -173,7 +161,7 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--data", required=True, help="data set name, as for train")
     bench.add_argument("--models", default="gmm,vae,gan", help="comma-separated models")
     bench.add_argument(
-        "--budget-minutes", type=_positive, default=2.0, help="training time per model"
+        "--budget-minutes", type=positive_number, default=2.0, help="training time per model"
     )
     bench.add_argument("--out", default=None, help="report folder (default bench-DATA)")
     _eval_flags(bench, ("seed", "k", "n_real"))
@@ -196,7 +184,7 @@ def _experiment_parser(exp: argparse.ArgumentParser) -> None:
     )
     exp.add_argument(
         "--jobs",
-        type=_whole(1, 64),
+        type=whole_number(1, 64),
         default=1,
         help="runs trained at once, each in its own process",
     )
@@ -391,6 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (RuntimeError, MemoryError) as e:  # an allocation refused outside training's own
+        oom = out_of_memory(
+            e,
+            "cpu",
+            f"pushforward {args.command}",
+            "free memory, or ask for fewer samples or examples (-n, --n-fake, --n-real)",
+        )
+        if oom is None:
+            raise
+        print(f"error: {oom}", file=sys.stderr)
+        return 2
     return 0
 
 

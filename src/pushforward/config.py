@@ -19,6 +19,7 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -99,6 +100,13 @@ class TrainConfig(Options):
     data: str = option("", "data set name or npy:PATH, idx:DIR, images:DIR")
     test_data: str | None = option(None, "held-out data for a user's own --data")
     data_dir: str | None = option(None, "folder searched first for image data sets")
+    data_memory: float | None = option(
+        None,
+        "GiB of examples (as float32) held in memory; a larger npy file is read from disk a "
+        "chunk or batch at a time, and a larger file of another format is refused before it "
+        "is read (default: half the memory available)",
+        above=0,
+    )
     binarize: str = option(
         "auto",
         "binarize images for Bernoulli likelihoods (auto: dynamic when the model's likelihood "
@@ -120,7 +128,9 @@ class TrainConfig(Options):
         "CPU, docs/benchmarks.md)",
     )
     log_every: int = option(50, "steps between metrics.jsonl rows", at_least=1)
-    checkpoint_every: int = option(1000, "steps between checkpoints/last.*", at_least=1)
+    checkpoint_every: int = option(
+        1000, "steps (EM iterations for gmm) between checkpoints/last.*", at_least=1
+    )
     lr_schedule: str = option(
         "constant",
         "learning rate over the run: constant, or cosine (from the model's --lr down to 0 at "
@@ -365,3 +375,18 @@ def resolve(
 
 def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def whole_number(lo: int, hi: int = INT_LIMIT) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi] (past int32, torch and numpy overflow)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} must be between {lo:,} and {hi:,}")
+        return value
+
+    return parse

@@ -72,19 +72,25 @@ def model_bytes(build: Callable[[], nn.Module]) -> int | None:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def out_of_memory(e: BaseException, device: torch.device) -> PushforwardError | None:
+def out_of_memory(
+    e: BaseException,
+    device: torch.device | str,
+    what: str = "a training step",
+    fix: str = "lower --batch-size (or the model's --iw-samples, --hidden)",
+) -> PushforwardError | None:
     """The one-line error for an allocation the device refused (CUDA's OutOfMemoryError, the
-    CPU allocator's RuntimeError) mid-training, else None."""
+    CPU allocator's RuntimeError, numpy's MemoryError) in ``what``, else None."""
     text = str(e)
-    if not (isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in text):
+    refused = isinstance(e, (torch.OutOfMemoryError, MemoryError))
+    if not (refused or "can't allocate memory" in text):
         return None
     cpu = re.search(r"tried to allocate (\d+) bytes", text)
     cuda = re.search(r"Tried to allocate ([\d.]+ [KMGT]iB)", text)
     asked = gib(int(cpu.group(1))) if cpu else cuda.group(1) if cuda else None
     return PushforwardError(
-        f"a training step ran out of memory on {device}"
+        f"{what} ran out of memory on {device}"
         + (f" (it asked for {asked} more)" if asked else "")
-        + "; lower --batch-size (or the model's --iw-samples, --hidden)"
+        + f"; {fix}"
     )
 
 

@@ -160,7 +160,7 @@ class Run:
         with (loaded once, on first use)."""
         if self._raw is None:
             tc = self.train_config
-            self._raw = load_dataset(tc.data, tc.data_dir, tc.test_data)
+            self._raw = load_dataset(tc.data, tc.data_dir, tc.test_data, tc.data_memory)
         return self._raw
 
     @property
@@ -330,7 +330,9 @@ class Run:
         the same shape (binarized once, seed 1, if the run binarized its images)."""
         split, data, n_real = opts.split, opts.data, opts.n_real
         if data:
-            raw = load_dataset(data, self.train_config.data_dir)
+            raw = load_dataset(
+                data, self.train_config.data_dir, data_memory=self.train_config.data_memory
+            )
             real = raw.split(split) if raw.test is not None else raw.train
             real = binarize_held_out(real, self.train_config.binarize, raw.kind)
             labels_of = raw

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
+import hashlib
 import json
 import os
 import stat
@@ -25,11 +26,10 @@ import torch
 
 from . import dist
 from .config import TrainConfig, as_dict, build
-from .data import Dataset
+from .data import Dataset, chunks
 from .errors import PushforwardError
 from .files import (
     atomic_write_json,
-    digest,
     read_json,
     safe_name,
     to_json,
@@ -47,7 +47,7 @@ EXPERIMENT_DONE = "experiment.json"  # written by an experiment once it has scor
 EXPERIMENT_TRAINED = "experiment-trained.json"  # ... and once it has trained it
 LOCK = ".lock"  # held by the process that writes the run
 # options that say how to run and report, not what is trained: they may change on --resume
-_HOW = {"resume", "device", "tensorboard", "log_every", "dist_timeout"}
+_HOW = {"resume", "device", "tensorboard", "log_every", "dist_timeout", "data_memory"}
 
 
 def default_run_dir(model: str, data: str) -> Path:
@@ -246,9 +246,16 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
 
 
 def data_digest(data: Dataset) -> str:
-    """The checksum of the examples a run trains and is tested on, as it saw them."""
+    """The checksum of the examples a run trains and is tested on, as it saw them: ``digest``'s
+    of the splits as tensors, computed a chunk at a time (data read from disk too)."""
     parts = {"train": data.train} | ({} if data.test is None else {"test": data.test})
-    return digest(parts)
+    h = hashlib.sha256(json.dumps({}).encode())  # digest's header: no metadata
+    for name in sorted(parts):
+        x = parts[name]
+        h.update(f"{name}|{x.dtype}|{tuple(x.shape)}|".encode())
+        for c in chunks(x):
+            h.update(c.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
 
 
 def resumable(

@@ -247,14 +247,12 @@ def test_minutes_stop_em_before_an_iteration_that_would_overrun(monkeypatch) -> 
     import importlib
     from types import SimpleNamespace
 
-    train_module = importlib.import_module(
-        "pushforward.training.loop"
-    )  # the module, not the function
+    train_module = importlib.import_module("pushforward.training.em_fit")  # the module
 
     clock, rows = _Clock(), []
 
     class ThreeSeconds:
-        def fit(self, x, max_iter, generator, callback):
+        def fit(self, x, max_iter, generator, callback, resume_at=None):
             for it in range(1, max_iter + 1):
                 clock.now += 3
                 if callback(it, 0.0):
@@ -267,9 +265,9 @@ def test_minutes_stop_em_before_an_iteration_that_would_overrun(monkeypatch) -> 
         def close(self): ...
 
     monkeypatch.setattr(train_module, "time", clock)
-    tcfg = SimpleNamespace(steps=50, minutes=10 / 60, seed=0)
+    tcfg = SimpleNamespace(steps=50, minutes=10 / 60, seed=0, checkpoint_every=1000)
     info = train_module.fit_em(
-        ThreeSeconds(), torch.zeros(4, 2), tcfg, rows.append, lambda total: Bar()
+        ThreeSeconds(), torch.zeros(4, 2), tcfg, rows.append, lambda total, initial: Bar()
     )
     assert info["iterations"] == 3 and [r["step"] for r in rows] == [1, 2, 3]
     assert info["seconds"] <= 10

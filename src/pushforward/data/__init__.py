@@ -5,7 +5,7 @@ Knows nothing of models. ``DATASETS`` is the registry of built-in sets (a new on
 formats; ``load_dataset`` is the one entry point and ``list_datasets`` tells where each built-in
 set would come from without loading it.
 
-May import, of this package: data/dataset, data/images, data/toy2d, errors.
+May import, of this package: data/dataset, data/images, data/rows, data/toy2d, errors, limits.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PushforwardError
+from ..limits import available_bytes
 from . import images
 from .dataset import (
     BINARIZE_MODES,
@@ -29,6 +30,7 @@ from .dataset import (
     resolve_binarize,
     validation_split,
 )
+from .rows import Examples, Rows, chunk_rows, chunks, in_memory, moments, take
 from .toy2d import TOY_MODES, TOY_SETS, TOY_SOURCES, TOY_STD
 
 DATASETS: dict[str, Source] = {
@@ -39,7 +41,7 @@ DATASETS: dict[str, Source] = {
     "cifar10": images.CIFAR10,
 }
 # a user's own data, ``PREFIX:PATH``: the loader of each prefix, given the name and the path
-USER: dict[str, Callable[[str, Path], Dataset]] = {
+USER: dict[str, Callable[[str, Path, int | None], Dataset]] = {
     "npy": images.npy_dataset,
     "idx": images.idx_dataset,
     "images": images.folder_dataset,
@@ -58,14 +60,21 @@ __all__ = [
     "USER",
     "Batch",
     "Dataset",
+    "Examples",
     "InMemoryLoader",
+    "Rows",
     "Source",
     "binarize",
     "binarize_held_out",
     "check_data_dir",
+    "chunk_rows",
+    "chunks",
+    "in_memory",
     "list_datasets",
     "load_dataset",
+    "moments",
     "resolve_binarize",
+    "take",
     "validation_split",
 ]
 
@@ -82,35 +91,50 @@ def _downsampled(ds: Dataset, spec: str, size: str) -> Dataset:
         )
     n = int(size)
 
-    def area(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else F.interpolate(x, size=(n, n), mode="area")
+    def area(x: Examples | None) -> torch.Tensor | None:
+        """x downsampled a chunk at a time, into one tensor (data read from disk too)."""
+        if x is None:
+            return None
+        out = torch.empty(len(x), x.shape[1], n, n)
+        step = chunk_rows(x)
+        for s, c in zip(range(0, len(x), step), chunks(x, step), strict=True):
+            out[s : s + step] = F.interpolate(c, size=(n, n), mode="area")
+        return out
 
     train = area(ds.train)
     assert train is not None
     return Dataset(spec, "images", train, area(ds.test), ds.source, ds.train_labels, ds.test_labels)
 
 
-def load_dataset(name: str, data_dir: str | None = None, test_data: str | None = None) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: str | None = None,
+    test_data: str | None = None,
+    data_memory: float | None = None,
+) -> Dataset:
     """Load a built-in set by name or a user's ``npy:PATH`` / ``idx:DIR`` / ``images:DIR``;
     ``NAME@N`` is that set's images area-downsampled to N x N pixels.
 
     ``test_data`` gives a user's set its held-out split (it must match the training shape).
+    ``data_memory`` (GiB; default half the memory available) bounds the examples a user's set
+    holds in memory: a larger npy file is read from disk on demand, other formats are refused.
     """
+    memory = memory_bytes(data_memory)
     base, at, size = name.rpartition("@")
     if at and base and "/" not in size:  # NAME@N, and not a path with an @ in a folder's name
-        return _downsampled(load_dataset(base, data_dir, test_data), name, size)
+        return _downsampled(load_dataset(base, data_dir, test_data, data_memory), name, size)
     prefix, colon, rest = name.partition(":")
     if name in DATASETS:
         ds = DATASETS[name].load(data_dir)
     elif colon and prefix in USER:
-        ds = USER[prefix](name, Path(rest).expanduser())
+        ds = USER[prefix](name, Path(rest).expanduser(), memory)
     else:
         raise PushforwardError(
             f"--data {name!r} is not a known data set; choose one of {', '.join(BUILTIN)}, "
             f"or npy:PATH, idx:DIR, images:DIR"
         )
     if test_data:
-        held = load_dataset(test_data, data_dir)
+        held = load_dataset(test_data, data_dir, data_memory=data_memory)
         if held.train.shape[1:] != ds.train.shape[1:]:
             raise PushforwardError(
                 f"--test-data {test_data}: examples of shape {tuple(held.train.shape[1:])}, but "
@@ -127,6 +151,11 @@ def load_dataset(name: str, data_dir: str | None = None, test_data: str | None =
             ds.log_prob,
         )
     return _checked(ds)
+
+
+def memory_bytes(data_memory: float | None) -> int:
+    """--data-memory in bytes: the GiB given, or half the memory available now."""
+    return int(data_memory * 2**30) if data_memory is not None else available_bytes() // 2
 
 
 MIN_EXAMPLES = 10  # the fewest a split may hold: the metrics compare 5th neighbours and FIDs

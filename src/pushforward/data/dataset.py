@@ -1,6 +1,6 @@
 """The in-memory data set every model trains on, and the index-based batcher.
 
-May import, of this package: errors.
+May import, of this package: data/rows, errors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import PushforwardError
+from .rows import Examples, Rows, take
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,8 @@ class Dataset:
 
     name: str
     kind: str  # "points" ([N, D]) or "images" ([N, C, H, W])
-    train: torch.Tensor
-    test: torch.Tensor | None
+    train: Examples  # [N, *shape]: a tensor, or rows read from disk (data/rows.py)
+    test: Examples | None
     source: str
     train_labels: torch.Tensor | None = None  # [N] int64
     test_labels: torch.Tensor | None = None
@@ -39,7 +40,7 @@ class Dataset:
     def dim(self) -> int:
         return int(self.train[0].numel())
 
-    def split(self, name: str) -> torch.Tensor:
+    def split(self, name: str) -> Examples:
         x = self.train if name == "train" else self.test
         if x is None:
             raise PushforwardError(
@@ -57,8 +58,8 @@ class Dataset:
         if self.kind != "images":
             raise PushforwardError(f"--binarize applies to images; {self.name!r} is 2-D points")
         g = torch.Generator().manual_seed(seed)
-        train = bernoulli(self.train, g)
-        test = None if self.test is None else bernoulli(self.test, g)
+        train = bernoulli(held_whole(self.train, "--binarize static"), g)
+        test = None if self.test is None else bernoulli(held_whole(self.test, "--binarize"), g)
         return replace(self, train=train, test=test)
 
 
@@ -71,6 +72,17 @@ class Source:
     kind: str  # "points" or "images"
     load: Callable[[str | None], Dataset]
     row: Callable[[str | None], dict[str, Any]]
+
+
+def held_whole(x: Examples, what: str) -> torch.Tensor:
+    """x, which ``what`` transforms as a whole: refused for data read from disk."""
+    if isinstance(x, Rows):
+        raise PushforwardError(
+            f"{what} draws every pixel of {x.source} at once, which is larger than --data-memory "
+            "and read from disk; use --binarize dynamic on training data only, or raise "
+            "--data-memory"
+        )
+    return x
 
 
 BINARIZE_MODES = ("auto", "none", "dynamic", "static")
@@ -92,21 +104,26 @@ def resolve_binarize(mode: str, bernoulli_likelihood: bool, kind: str) -> str:
 def binarize(ds: Dataset, mode: str) -> Dataset:
     """Apply ``--binarize``: static draws every pixel once; dynamic leaves the training images
     to be redrawn per batch (by :class:`InMemoryLoader`) and binarizes the held-out split once,
-    with a fixed seed, so that evaluations are comparable."""
+    with a fixed seed, so that evaluations are comparable (after the same draws for the
+    training split; where that split is read from disk, the held-out one is drawn alone)."""
     if mode in ("none", "auto"):
         return ds
     if ds.kind != "images":
         raise PushforwardError(f"--binarize {mode} applies to images; {ds.name!r} is points")
     if mode == "static":
         return ds.binarized(seed=0)
-    test = ds.binarized(seed=1).test if ds.test is not None else None
-    return replace(ds, test=test)
+    if ds.test is None:
+        return ds
+    if isinstance(ds.train, Rows):
+        test = held_whole(ds.test, "--binarize of the held-out split")
+        return replace(ds, test=bernoulli(test, torch.Generator().manual_seed(1)))
+    return replace(ds, test=ds.binarized(seed=1).test)
 
 
-def binarize_held_out(x: torch.Tensor, mode: str, kind: str) -> torch.Tensor:
+def binarize_held_out(x: Examples, mode: str, kind: str) -> Examples:
     """Other held-out data (``eval --data``) as a binarizing run sees it: drawn once, seed 1."""
     if mode in ("static", "dynamic") and kind == "images":
-        return bernoulli(x, torch.Generator().manual_seed(1))
+        return bernoulli(held_whole(x, "--binarize"), torch.Generator().manual_seed(1))
     return x
 
 
@@ -126,11 +143,13 @@ def validation_split(
         )
     held = torch.zeros(len(ds.train), dtype=torch.bool)
     held[torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(0))[:n]] = True
-    val = ds.train[held]  # [n, *shape]
+    val = take(ds.train, held.nonzero().flatten())  # [n, *shape]
     if binarize_mode == "dynamic":
         val = bernoulli(val, torch.Generator().manual_seed(2))
     y = ds.train_labels
-    left = replace(ds, train=ds.train[~held], train_labels=None if y is None else y[~held])
+    rest = (~held).nonzero().flatten()  # in order
+    train = ds.train.subset(rest) if isinstance(ds.train, Rows) else ds.train[rest]
+    left = replace(ds, train=train, train_labels=None if y is None else y[rest])
     return left, val, None if y is None else y[held]
 
 
@@ -148,7 +167,7 @@ class InMemoryLoader:
 
     def __init__(
         self,
-        x: torch.Tensor,
+        x: Examples,
         batch_size: int,
         seed: int,
         *,
@@ -157,6 +176,7 @@ class InMemoryLoader:
         drop_last: bool = True,
         dynamic_binarize: bool = False,
         labels: torch.Tensor | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if batch_size < 1:
             raise PushforwardError(f"--batch-size {batch_size}: must be at least 1")
@@ -170,6 +190,7 @@ class InMemoryLoader:
         self.rank, self.world, self.drop_last = rank, world, drop_last
         self.dynamic_binarize = dynamic_binarize
         self.labels = None if labels is None else labels.to(x.device)
+        self.device = device or x.device  # where batches go (rows read from disk: the model's)
 
     def __len__(self) -> int:
         n = len(self.x) // self.world
@@ -188,8 +209,9 @@ class InMemoryLoader:
                 if self.dynamic_binarize:
                     torch.rand((len(idx), *self.x.shape[1:]), generator=g)
                 continue
-            batch = self.x[idx]  # [B, ...]
+            batch = self.x[idx].to(self.device)  # [B, ...]
             if self.dynamic_binarize:
                 noise = torch.rand(batch.shape, generator=g).to(batch.device)
                 batch = (noise < batch).to(batch.dtype)
-            yield batch, None if self.labels is None else self.labels[idx]
+            y = None if self.labels is None else self.labels[idx].to(self.device)
+            yield batch, y

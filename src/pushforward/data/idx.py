@@ -91,6 +91,24 @@ def parse_idx(raw: bytes, path: Path, fix: str) -> np.ndarray:
     )
 
 
+def peek_dims(path: Path) -> tuple[int, ...] | None:
+    """The dims an IDX file's header claims, read from its first bytes only (through gzip for a
+    .gz); None when there is no IDX header to read (the full read then names the defect)."""
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or not head[3]:
+                return None
+            dims_raw = f.read(4 * head[3])
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(dims_raw) < 4 * head[3]:
+        return None
+    return tuple(struct.unpack(f">{head[3]}I", dims_raw))
+
+
 def idx_header(path: Path, fix: str) -> tuple[int, ...]:
     """Only the dims of an IDX file, for listing without decoding everything."""
     raw = read_maybe_gzip(path, fix)

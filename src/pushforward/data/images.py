@@ -1,11 +1,13 @@
 """Image data: the bundled digits, the MNIST family and CIFAR-10 found locally or downloaded, and a
 user's own arrays, IDX folders and image folders. Everything comes back as float32 in [0, 1].
 
-May import, of this package: data/dataset, data/download, data/idx, errors.
+May import, of this package: data/dataset, data/download, data/idx, data/npy, errors, limits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from functools import partial
 from pathlib import Path
 
@@ -14,15 +16,28 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import PushforwardError
+from ..limits import gib
 from . import idx
 from .dataset import Dataset, Source
 from .download import cache_dir, download, not_found_fix, search_dirs
+from .npy import load_npy
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def check_claim(values: int, memory: int | None, src: str, what: str) -> None:
+    """Refuse data of ``values`` numbers (4 bytes each as float32) beyond ``memory`` bytes, before
+    any of it is read: these formats are held in memory whole."""
+    if memory is not None and 4 * values > memory:
+        raise PushforwardError(
+            f"{src}: its {what} take {gib(4 * values)} as float32, more than --data-memory "
+            f"{gib(memory)} allows; raise --data-memory, or save them as one .npy array (read "
+            "from disk a chunk at a time)"
+        )
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:
@@ -143,86 +158,11 @@ CIFAR10 = Source("images", load_cifar10, _cifar_row)
 # ---------------------------------------------------------------- a user's own data
 
 
-def array_to_tensor(arr: np.ndarray, source: str) -> tuple[str, torch.Tensor]:
-    """Check a user array and return (kind, float32 tensor): [N, D] points or [N, C, H, W] images."""
-    fix = "save a numeric array of shape [N, D] (points) or [N, H, W] / [N, C, H, W] (images)"
-    if arr.dtype.kind not in "biuf":
-        raise PushforwardError(f"{source}: arrays of dtype {arr.dtype} are not supported; {fix}")
-    if arr.ndim not in (2, 3, 4) or arr.shape[0] == 0 or 0 in arr.shape:
-        raise PushforwardError(f"{source}: array of shape {arr.shape}; {fix}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise PushforwardError(f"{source}: {bad} NaN or inf values; remove or replace them")
-    if arr.ndim == 2:
-        with np.errstate(over="ignore"):
-            pts = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(pts).all():
-            raise PushforwardError(
-                f"{source}: values beyond float32's range (|x| > 3.4e38); rescale them"
-            )
-        return "points", torch.from_numpy(pts)
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    elif arr.shape[1] not in (1, 3) and arr.shape[3] in (1, 3):
-        arr = arr.transpose(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
-    elif arr.shape[1] not in (1, 3):
-        raise PushforwardError(
-            f"{source}: images of shape {arr.shape} have neither 1 nor 3 channels; {fix}"
-        )
-    lo, hi = float(arr.min()), float(arr.max())
-    if arr.dtype.kind in "biu":
-        if lo < 0 or hi > 255:
-            raise PushforwardError(
-                f"{source}: integer pixel values in [{lo:g}, {hi:g}], outside 0..255; rescale them"
-            )
-        return "images", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) / 255.0)
-    if lo < 0 or hi > 1:
-        raise PushforwardError(
-            f"{source}: float pixel values in [{lo:g}, {hi:g}], outside [0, 1]; divide by 255 or "
-            f"rescale to [0, 1]"
-        )
-    return "images", torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-
-
-def load_npy(path: Path) -> tuple[str, torch.Tensor]:
-    """A .npy array, read with allow_pickle=False so no object array can run code."""
-    if not path.exists():
-        raise PushforwardError(f"npy:{path}: file not found; check the path")
-    if not path.is_file():
-        raise PushforwardError(f"npy:{path}: not a regular file (a folder, pipe or device)")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # PK: an .npz (zip), named below
-        raise PushforwardError(
-            f"npy:{path}: not an .npy file (it does not start with the NPY header); save the "
-            "array with numpy.save"
-        )
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "Object arrays" in str(e):
-            raise PushforwardError(
-                f"npy:{path}: holds pickled Python objects, which are never loaded; save a "
-                f"numeric array"
-            ) from None
-        raise PushforwardError(
-            f"npy:{path}: not a valid .npy file ({e}); re-save it with numpy.save"
-        ) from None
-    except (
-        Exception
-    ) as e:  # numpy raises many types for a bad header (SyntaxError, TokenError, ...)
-        raise PushforwardError(
-            f"npy:{path}: truncated or unreadable .npy file ({type(e).__name__}: {e}); re-save it"
-        ) from None
-    if not isinstance(arr, np.ndarray):
-        raise PushforwardError(f"npy:{path}: is an .npz archive; save one array with numpy.save")
-    return array_to_tensor(arr, f"npy:{path}")
-
-
 def load_idx_dir(
-    folder: Path,
+    folder: Path, memory: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """IDX images in a folder: a '*train*' file (or the only one) and an optional 't10k'/'test' one."""
+    """IDX images in a folder: a '*train*' file (or the only one) and an optional 't10k'/'test'
+    one; refused before reading when their headers claim more than ``memory`` bytes as float32."""
     src = f"idx:{folder}"
     if not folder.is_dir():
         raise PushforwardError(f"{src}: folder not found; check the path")
@@ -237,6 +177,8 @@ def load_idx_dir(
             f"{[p.name for p in images]}; keep one of each"
         )
     fix = "replace the file with a valid IDX file"
+    claimed = [idx.peek_dims(p) for p in train + test]
+    check_claim(sum(math.prod(d) for d in claimed if d), memory, src, "IDX files")
 
     def read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = idx.read_idx_images(path, fix)
@@ -276,8 +218,11 @@ def _unit_pixels(pic: Image.Image, grey: bool, path: Path) -> np.ndarray:
     return np.asarray(pic.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
 
 
-def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels)."""
+def load_image_folder(
+    folder: Path, memory: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels);
+    refused before decoding when they would take more than ``memory`` bytes as float32."""
     src = f"images:{folder}"
     if not folder.is_dir():
         raise PushforwardError(f"{src}: folder not found; check the path")
@@ -288,6 +233,10 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
         files += [(p, label) for p in sorted(d.iterdir()) if is_img(p)]
     if not files:
         raise PushforwardError(f"{src}: no .png or .jpg images in the folder or its subfolders")
+    bad = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+    with contextlib.suppress(*bad), Image.open(files[0][0]) as first:  # its header, no pixels
+        channels = 1 if first.mode in _GREY else 3
+        check_claim(len(files) * channels * first.size[0] * first.size[1], memory, src, "images")
     pics = []
     for path, _ in files:
         try:
@@ -319,16 +268,16 @@ def load_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, y
 
 
-def npy_dataset(spec: str, path: Path) -> Dataset:
-    kind, x = load_npy(path)
+def npy_dataset(spec: str, path: Path, memory: int | None = None) -> Dataset:
+    kind, x = load_npy(path, memory)
     return Dataset(spec, kind, x, None, str(path))
 
 
-def idx_dataset(spec: str, path: Path) -> Dataset:
-    xtr, ytr, xte, yte = load_idx_dir(path)
+def idx_dataset(spec: str, path: Path, memory: int | None = None) -> Dataset:
+    xtr, ytr, xte, yte = load_idx_dir(path, memory)
     return Dataset(spec, "images", xtr, xte, str(path), ytr, yte)
 
 
-def folder_dataset(spec: str, path: Path) -> Dataset:
-    x, y = load_image_folder(path)
+def folder_dataset(spec: str, path: Path, memory: int | None = None) -> Dataset:
+    x, y = load_image_folder(path, memory)
     return Dataset(spec, "images", x, None, str(path), y)

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import plots
-from ..data import TOY_SETS, load_dataset
+from ..data import TOY_SETS, in_memory, load_dataset
 from ..models import GMM, GMMConfig
 from .base import Experiment, Settings, md_table
 
@@ -28,7 +28,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
     fits: dict[str, list[GMM]] = {}
     for name in tqdm(names, desc="gmm-universality", unit="set", disable=None):
         ds = load_dataset(name)
-        train, test = ds.train[:n_train] if n_train else ds.train, ds.split("test")
+        train, test = in_memory(ds.train)[:n_train], in_memory(ds.split("test"))
         entropy = float(-ds.log_prob(test.double()).mean()) if ds.log_prob else None
         rows = []
         fits[name] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..data import TOY_MODES, TOY_STD, Dataset
+from ..data import TOY_MODES, TOY_STD, Dataset, Examples
 from ..errors import PushforwardError
 from ..models.base import Encoder, ExactDensity, LikelihoodBound, Model
 from .conditional import conditional_applies, image_conditional, mode_conditional
@@ -27,6 +27,8 @@ from .likelihood import elbo, iwae, nll, true_nll
 from .modes import mode_coverage
 from .two_sample import two_sample
 
+LATENT_N = 2000  # held-out examples the latent metrics encode
+TWO_SAMPLE_N = 2000  # points MMD and W2 compare (their cost grows as n^2 or worse)
 MODE_SAMPLES = 2_500  # the published mode-coverage protocol scores 2,500 samples
 
 
@@ -36,7 +38,7 @@ class EvalInput:
     ``dataset`` is the evaluation data as loaded (images not binarized), for feature metrics."""
 
     model: Model
-    real: torch.Tensor  # [N, *shape] held-out examples, as the model was trained on them
+    real: Examples  # [N, *shape] held-out examples, as the model was trained on them
     fake: torch.Tensor  # [M, *shape] model samples
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None
     data_name: str
@@ -48,6 +50,10 @@ class EvalInput:
     features: str = "classifier"  # or "inception": the FID network's pool features
     feature_weights: str | None = None
     real_labels: torch.Tensor | None = None  # [N] the labels of ``real``, for a conditional model
+
+    def first(self, n: int) -> torch.Tensor:
+        """The first n held-out examples [n, *shape], on the model's device."""
+        return self.real[:n].to(self.model.device)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ def _needs_modes(e: EvalInput) -> str | None:
 
 
 def _needs_points(e: EvalInput) -> str | None:
-    return None if e.real.dim() == 2 else "MMD and W2 are for low-dimensional points"
+    return None if len(e.real.shape) == 2 else "MMD and W2 are for low-dimensional points"
 
 
 def _needs_labelled_images(e: EvalInput) -> str | None:
@@ -123,13 +129,14 @@ def _elbo(e: EvalInput) -> dict[str, Any]:
 
 def _latent(e: EvalInput) -> dict[str, Any]:
     assert isinstance(e.model, Encoder)
-    return latent_metrics(e.model, e.real, e.seed, labels=e.real_labels)
+    return latent_metrics(e.model, e.first(LATENT_N), e.seed, LATENT_N, labels=e.real_labels)
 
 
 def _two_sample(e: EvalInput) -> dict[str, Any]:
     ds = e.dataset
-    floor = ds.train.to(e.real.device) if ds is not None and ds.test is not None else None
-    return two_sample(e.real, e.fake, floor)
+    n = TWO_SAMPLE_N
+    floor = ds.train[:n].to(e.fake.device) if ds is not None and ds.test is not None else None
+    return two_sample(e.first(n), e.fake, floor, n)
 
 
 def _features(e: EvalInput) -> dict[str, Any]:

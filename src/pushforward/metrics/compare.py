@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..data import Dataset, load_dataset
+from ..data import Dataset, Examples, load_dataset
 from ..dist import resolve_device
 from ..errors import PushforwardError
 from ..run import Run
@@ -34,7 +34,7 @@ BIASED_BELOW = 2048  # FID from fewer images per set than feature dimensions is 
 @dataclass
 class ImageSet:
     label: str
-    images: torch.Tensor  # [N, C, H, W] in [0, 1]
+    images: Examples  # [N, C, H, W] in [0, 1]
     dataset: Dataset | None  # the labelled data behind it, for --features classifier
     cacheable: bool  # data on disk (features cached by content), not fresh samples
 
@@ -54,10 +54,10 @@ def image_set(spec: str, n: int | None, seed: int, data_dir: str | None) -> Imag
     ds = load_dataset(name, data_dir)
     if ds.kind != "images":
         raise PushforwardError(f"{spec}: {name!r} holds 2-D points; compare scores images")
-    images = ds.split(split) if split else (ds.test if ds.test is not None else ds.train)
-    images = images[:n] if n else images
+    held: Examples = ds.split(split) if split else (ds.test if ds.test is not None else ds.train)
+    held = held[:n] if n else held
     label = f"{name}:{split or ('test' if ds.test is not None else 'all')}"
-    return ImageSet(label, images, ds if ds.train_labels is not None else None, True)
+    return ImageSet(label, held, ds if ds.train_labels is not None else None, True)
 
 
 def compare(

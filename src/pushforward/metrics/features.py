@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import MAX_CLASSES, Dataset
+from ..data import MAX_CLASSES, Dataset, Examples, chunks
 from ..data.download import cache_dir
 from ..errors import PushforwardError
 from ..files import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
@@ -70,16 +70,16 @@ def _fingerprint(ds: Dataset) -> str:
 
 
 @torch.no_grad()
-def _accuracy(net: FeatureNet, x: torch.Tensor, y: torch.Tensor) -> float:
+def _accuracy(net: FeatureNet, x: Examples, y: torch.Tensor) -> float:
     net.eval()
-    pred = torch.cat([net(c).argmax(1) for c in x.split(1000)])
+    pred = torch.cat([net(c).argmax(1) for c in chunks(x, 1000)])
     return float((pred.cpu() == y.cpu()).double().mean())
 
 
 def _fit(
     net: FeatureNet,
     opt: torch.optim.Optimizer,
-    x: torch.Tensor,
+    x: Examples,
     y: torch.Tensor,
     epochs: int,
     g: torch.Generator,
@@ -200,8 +200,8 @@ def class_kl(logits: torch.Tensor, classes: int) -> float:
 
 
 @torch.no_grad()
-def embed(net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    feats = torch.cat([net.features(c.float().cpu()) for c in x.split(1000)])
+def embed(net: FeatureNet, x: Examples) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = torch.cat([net.features(c.float().cpu()) for c in chunks(x, 1000)])
     return feats, net.head(feats)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..data import Dataset
+from ..data import Dataset, moments
 from ..models import MODELS, Encoder, Model
 from ..models.priors import encoder_means
 from .features import prdc
@@ -40,7 +40,7 @@ def health(
     real = held[:n].flatten(1).double().cpu()  # [n, D]
     fake = model.sample(n, torch.Generator().manual_seed(0)).flatten(1).double().cpu()
     if raw.kind == "points":  # every coordinate counts alike
-        scale = raw.train.flatten(1).double().std(0).clamp_min(1e-12).cpu()
+        scale = moments(raw.train)[1].flatten().clamp_min(1e-12).cpu()
         real, fake = real / scale, fake / scale
     m = min(500, len(real), len(fake))
     spread = float(torch.pdist(fake[:m]).pow(2).mean() / torch.pdist(real[:m]).pow(2).mean())

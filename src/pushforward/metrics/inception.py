@@ -7,7 +7,7 @@ blocks FID comes out about 1.5 lower. Module names match the published state dic
 weights load as they are. Input: images in [0, 1], any size, resized bilinearly to 299 x 299
 and mapped to [-1, 1]; output: the 2,048-d pool features.
 
-May import, of this package: data/download, errors, metrics/pth.
+May import, of this package: data/download, data/rows, errors, metrics/pth.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.download import cache_dir, fetch_verified, sha256_of
+from ..data.rows import Examples, chunks
 from ..errors import PushforwardError
 from .pth import read_state_dict
 
@@ -275,16 +276,16 @@ def load_inception(weights: InceptionWeights) -> FIDInception:
 
 
 @torch.no_grad()
-def pool_features(net: FIDInception, images: torch.Tensor, batch: int = 50) -> torch.Tensor:
+def pool_features(net: FIDInception, images: Examples, batch: int = 50) -> torch.Tensor:
     """[N, 1 or 3, H, W] in [0, 1] -> [N, 2048] float32; grey images are repeated to RGB, as
     PIL's convert("RGB") does for the reference implementation."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
+    if len(images.shape) != 4 or images.shape[1] not in (1, 3):
         raise PushforwardError(
             f"Inception features need images of 1 or 3 channels, got shape {tuple(images.shape)}"
         )
     device = next(net.parameters()).device
     out = []
-    for chunk in images.split(batch):
+    for chunk in chunks(images, batch):
         x = chunk.to(device, torch.float32)
         out.append(net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x).cpu())
     return torch.cat(out) if out else torch.empty(0, POOL_DIM)

@@ -5,7 +5,7 @@ Reference features of a data set's split are computed once and cached (safetenso
 name the network, its weights' SHA-256, the preprocessing and n); the key is the weights and the
 images themselves, so another file or other pixels never reuse them.
 
-May import, of this package: data/download, errors, files, metrics/features, metrics/inception,
+May import, of this package: data/download, data/rows, errors, files, metrics/features, metrics/inception,
 metrics/scores.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..data.download import cache_dir
+from ..data.rows import Examples, chunks
 from ..errors import PushforwardError
 from ..files import atomic_write_json, load_tensors, read_json, safe_name, save_tensors
 from .features import prdc
@@ -35,16 +36,16 @@ from .scores import FeatureStats, frechet_from_stats, kid
 CACHE_FORMAT = 1
 
 
-def images_key(images: torch.Tensor) -> str:
+def images_key(images: Examples) -> str:
     """A content hash of a whole image set (every pixel, the shape): 16 hex digits."""
     h = hashlib.sha256(str(tuple(images.shape)).encode())
-    for chunk in images.reshape(len(images), -1).split(4096):
-        h.update(chunk.to(torch.float32).contiguous().numpy().tobytes())
+    for chunk in chunks(images, 4096):
+        h.update(chunk.cpu().to(torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 def cached_features(
-    images: torch.Tensor,
+    images: Examples,
     label: str,
     weights: InceptionWeights,
     net: FIDInception | None = None,
@@ -100,7 +101,7 @@ def feature_scores(
 
 
 def inception_metrics(
-    reference: torch.Tensor,
+    reference: Examples,
     label: str,
     fake: torch.Tensor,
     seed: int,

@@ -1,29 +1,31 @@
 """Likelihood metrics: the model's held-out NLL, and samples scored under a known true density.
 
-May import, of this package: limits, models/base.
+May import, of this package: data, limits, models/base.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
+from ..data import Examples, chunks, in_memory
 from ..limits import keep_freed_memory
-from ..models.base import ExactDensity, LikelihoodBound
+from ..models.base import ExactDensity, LikelihoodBound, Model
 
 
 @torch.no_grad()
-def nll(model: ExactDensity, real: torch.Tensor) -> dict[str, float]:
-    """Average negative log-likelihood of held-out examples, nats per example (exact for a GMM)."""
-    logp = model.log_prob(real).double()  # [N]
-    return {"nll_nats": float(-logp.mean())}
+def nll(model: ExactDensity, real: Examples) -> dict[str, float]:
+    """Average negative log-likelihood of held-out examples, nats per example (exact for a GMM),
+    a chunk at a time."""
+    total = sum(float(model.log_prob(c).double().sum()) for c in chunks(real))
+    return {"nll_nats": -total / len(real)}
 
 
 @torch.no_grad()
 def true_nll(
-    log_prob: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor, real: torch.Tensor
+    log_prob: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor, real: Examples
 ) -> dict[str, float]:
     """Model samples scored under the true density, beside the same score of real test points.
 
@@ -32,7 +34,7 @@ def true_nll(
     infinite score (written as null), so the fraction outside is reported too.
     """
     lp_fake = log_prob(fake.double())  # [M]
-    lp_real = log_prob(real.double())  # [N]
+    lp_real = log_prob(in_memory(real).double())  # [N]: the toy sets' test points
     outside = float((~torch.isfinite(lp_fake)).double().mean())
     out = {
         "true_nll_nats": float(-lp_fake.mean()) if outside == 0 else math.inf,
@@ -46,7 +48,7 @@ def true_nll(
 @torch.no_grad()
 def elbo(
     model: LikelihoodBound,
-    real: torch.Tensor,
+    real: Examples,
     seed: int,
     chunk: int = 1000,
     labels: torch.Tensor | None = None,
@@ -56,7 +58,7 @@ def elbo(
     Given ``labels`` [N] (a conditional model), the bound is on log p(x | y)."""
     g = torch.Generator().manual_seed(seed)
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
-    for x, y in _chunks(real, labels, chunk):
+    for x, y in _chunks(real, labels, chunk, _device(model)):
         t = model.elbo(x, generator=g, y=y)
         for k in sums:
             sums[k] += float(t[k].double().sum())
@@ -67,7 +69,7 @@ def elbo(
 @torch.no_grad()
 def iwae(
     model: LikelihoodBound,
-    real: torch.Tensor,
+    real: Examples,
     k: int,
     seed: int,
     chunk: int = 100,
@@ -79,19 +81,23 @@ def iwae(
     keep_freed_memory()  # each chunk's [4,096, D] temporaries reuse the last one's pages
     g = torch.Generator().manual_seed(seed)
     total = 0.0
-    for x, y in _chunks(real, labels, chunk):
+    for x, y in _chunks(real, labels, chunk, _device(model)):
         total += float(model.iwae_bound(x, k, generator=g, y=y).sum())
     nll_nats = -total / len(real)
     out = {"nll_nats": nll_nats, "iwae_k": k}
-    if real.dim() == 4:  # bits per dimension: meaningful for discrete (binarized) pixels
+    if len(real.shape) == 4:  # bits per dimension: meaningful for discrete (binarized) pixels
         out["bits_per_dim"] = nll_nats / (real[0].numel() * math.log(2))
     return out
 
 
 def _chunks(
-    x: torch.Tensor, labels: torch.Tensor | None, size: int
-) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """x [N, *shape] and its labels [N] (or None) in matching chunks of ``size``."""
-    if labels is None:
-        return [(c, None) for c in x.split(size)]
-    return list(zip(x.split(size), labels.to(x.device).split(size), strict=True))
+    x: Examples, labels: torch.Tensor | None, size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """x [N, *shape] and its labels [N] (or None) in matching chunks of ``size``, on
+    ``device`` (data read from disk arrives on the host)."""
+    for s, c in zip(range(0, len(x), size), chunks(x, size), strict=True):
+        yield c.to(device), None if labels is None else labels[s : s + size].to(device)
+
+
+def _device(model: object) -> torch.device:
+    return model.device if isinstance(model, Model) else torch.device("cpu")

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..data import Dataset
+from ..data import Dataset, Examples
 from ..errors import PushforwardError
 from .conditional import ClassFrequencies
 from .drawing import POINTS, FrameView, sample_panels
@@ -288,11 +288,13 @@ class FitsByEM(ABC):
     @abstractmethod
     def fit(
         self,
-        x: torch.Tensor,
+        x: Examples,
         max_iter: int,
         generator: torch.Generator | None = None,
         callback: Callable[[int, float], bool | None] | None = None,
+        resume_at: tuple[int, float] | None = None,
     ) -> dict[str, float]:
-        """Fit on x [N, *shape]; ``callback(iteration, mean log-likelihood)`` returning True
+        """Fit on x [N, *shape] (a tensor, or rows read from disk); ``callback(iteration, mean log-likelihood)`` returning True
         stops early; ``callback(0, nan)`` comes first, once the start is set (its return is ignored).
+        ``resume_at`` (iteration, mean log-likelihood) continues from a checkpoint's parameters.
         Returns what the run's model.json records (iterations, ...)."""

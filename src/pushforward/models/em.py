@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import dist
+from ..data import Examples, chunk_rows, in_memory, take
 from ..errors import PushforwardError
 from .base import FitsByEM
 from .gmm_search import DEFAULT_EM_STEPS
-from .kmeans import kmeans, kmeans_plusplus
+from .kmeans import kmeans, kmeans_plusplus, nearest
 
 
 def squares(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ class MixtureEM(FitsByEM):
         """Examples [N, *shape] as float rows [N, D] of the mixture's dtype and device."""
 
     @abstractmethod
-    def _rows(self, x: torch.Tensor, per_row: int) -> int:
+    def _rows(self, like: torch.Tensor, per_row: int) -> int:
         """Rows per chunk for temporaries of ``per_row`` numbers each."""
 
     @abstractmethod
@@ -78,33 +80,58 @@ class MixtureEM(FitsByEM):
         s = e.sum(1, keepdim=True)
         return float((top + s.log()).sum()), e.div_(s)
 
+    def _shard(self, n: int) -> range:
+        """The rows of n this process passes over: all of them, or its share under torchrun."""
+        r, w = dist.rank(), dist.world_size()
+        return range(r * n // w, (r + 1) * n // w)
+
+    def _centre(self, x: Examples) -> torch.Tensor:
+        """The data's mean [D] in the EM dtype, summed a chunk at a time over this process's
+        share and across processes."""
+        total = self.means.new_zeros(self.means.shape[1])
+        part = self._shard(len(x))
+        step = chunk_rows(x)
+        for s in range(part.start, part.stop, step):
+            total += self._flat(x[s : min(s + step, part.stop)]).sum(0)
+        return _all_sum([total])[0] / len(x)
+
     def _pass(
-        self, x: torch.Tensor, centre: torch.Tensor, labels: torch.Tensor | None = None
+        self,
+        x: Examples,
+        centre: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        centres: torch.Tensor | None = None,
     ) -> tuple[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """One pass over x [N, D]: the summed log-likelihood under the current parameters and
-        the statistics (n_k [K], sum r c [K, D], sum r c c^T as [D, K * D] or sum r c^2 [K, D]) of
-        its responsibilities, or of the hard ``labels`` [N] of the k-means start."""
+        """One pass over x [N, *shape] (this process's share, summed across processes): the
+        summed log-likelihood under the current parameters and the statistics (n_k [K], sum r c
+        [K, D], sum r c c^T as [D, K * D] or sum r c^2 [K, D]) of its responsibilities, or of a
+        hard assignment: the k-means ``labels`` [N], or each point's nearest of ``centres``."""
         k, d = self.means.shape
         full = self.config.covariance == "full"
-        nk = x.new_zeros(k)
+        nk = self.means.new_zeros(k)
         # full: sum r c [K, D] and sum r c c^T as [D, K * D]; diag: [sum r c^2, sum r c] [K, 2D]
-        s1, s2 = x.new_zeros(k, d), x.new_zeros(d, k * d) if full else x.new_zeros(k, 2 * d)
+        s1 = self.means.new_zeros(k, d)
+        s2 = self.means.new_zeros(d, k * d) if full else self.means.new_zeros(k, 2 * d)
         if not full:
             w, const = self._diag_weights(self.means - centre)
         log_w = torch.log(self.weights)
-        total, rows = 0.0, self._rows(x, k * d if full else k + 2 * d)
-        for s in range(0, len(x), rows):
-            c = x[s : s + rows] - centre  # [n, D]
+        total, rows = 0.0, self._rows(self.means, k * d if full else k + 2 * d)
+        part = self._shard(len(x))
+        for s in range(part.start, part.stop, rows):
+            e = min(s + rows, part.stop)
+            xf = self._flat(x[s:e])  # [n, D]
+            c = xf - centre
             feats = c if full else squares(c)  # diag: [n, 2D]
-            if labels is not None:
-                r = nn.functional.one_hot(labels[s : s + rows], k).to(x.dtype)  # [n, K]
+            if labels is not None or centres is not None:
+                hard = nearest(xf, centres) if centres is not None else labels[s:e]  # type: ignore[index]
+                r = nn.functional.one_hot(hard, k).to(c.dtype)  # [n, K]
             else:
                 if full:
                     lj = self._log_gauss(c, centre)
                 else:
                     lj = self._to_log_density((feats @ w).add_(const))
-                part, r = self._normalise(lj.add_(log_w))
-                total += part
+                part_ll, r = self._normalise(lj.add_(log_w))
+                total += part_ll
             nk += r.sum(0)
             if full:  # sum_n r_nk c_n c_n^T for every k in one GEMM, [D, n] @ [n, K * D] (2x
                 # faster than its transpose on these CPUs)
@@ -114,7 +141,8 @@ class MixtureEM(FitsByEM):
                 s2.addmm_(r.T, feats)
         if not full:
             s2, s1 = s2[:, :d], s2[:, d:]
-        return total, (nk, s1, s2)
+        ll, nk, s1, s2 = _all_sum([torch.tensor([total], dtype=nk.dtype), nk, s1, s2])
+        return float(ll), (nk, s1, s2)
 
     def _m_step(
         self, centre: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -136,38 +164,53 @@ class MixtureEM(FitsByEM):
         self._refresh()
 
     @torch.no_grad()
-    def start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Where EM starts: k-means++ seeding and Lloyd iterations, then the parameters of the
-        hard assignment. With --restarts R, the best of R such starts (lowest sum of squared
-        distances to the centres)."""
-        x = self._flat(x)
+    def start(self, x: Examples, generator: torch.Generator | None = None) -> None:
+        """Where EM starts: k-means++ seeding and Lloyd iterations on the data (or, past
+        --kmeans-sample points, on a seeded sample of them, the same in every process), then the
+        parameters of the hard assignment of every point. With --restarts R, the best of R such
+        starts (lowest sum of squared distances to the centres)."""
         k = len(self.means)
         if len(x) < k:
             raise PushforwardError(f"--components {k}: more components than the {len(x)} examples")
         generator = generator or torch.Generator().manual_seed(0)
-        best, labels = math.inf, None
+        whole = len(x) <= self.config.kmeans_sample
+        if whole:
+            sample = self._flat(in_memory(x))
+        else:
+            pick = torch.randperm(len(x), generator=generator)[: self.config.kmeans_sample]
+            sample = self._flat(take(x, pick.sort().values))
+        best, labels, centres = math.inf, None, None
         for _ in range(self.config.restarts):
-            centres = kmeans_plusplus(x, k, generator)
-            found, inertia = kmeans(x, centres, self.config.kmeans_iter, self.config.chunk_size)
+            seeds = kmeans_plusplus(sample, k, generator)
+            found, inertia, at = kmeans(
+                sample, seeds, self.config.kmeans_iter, self.config.chunk_size
+            )
             if inertia < best:
-                best, labels = inertia, found
-        assert labels is not None
-        centre = x.mean(0)
-        self._m_step(centre, self._pass(x, centre, labels)[1])
+                best, labels, centres = inertia, found, at
+        assert labels is not None and centres is not None
+        centre = self._centre(x)
+        if whole:  # the labels k-means gave every point
+            stats = self._pass(x, centre, labels=labels)[1]
+        else:
+            stats = self._pass(x, centre, centres=centres)[1]
+        self._m_step(centre, stats)
 
     @torch.no_grad()
     def em(
         self,
-        x: torch.Tensor,
+        x: Examples,
         max_iter: int = DEFAULT_EM_STEPS,
         callback: Callable[[int, float], bool | None] | None = None,
+        first: int = 1,
+        lower: float = -math.inf,
     ) -> dict[str, float]:
-        """EM from the current parameters for at most ``max_iter`` iterations, stopping when
-        the mean log-likelihood changes less than --tol (scikit-learn's rule)."""
-        x = self._flat(x)
-        centre = x.mean(0)
-        lower, converged, it = -math.inf, False, 0
-        for it in range(1, max_iter + 1):
+        """EM from the current parameters, iterations ``first`` to at most ``max_iter``,
+        stopping when the mean log-likelihood changes less than --tol (scikit-learn's rule)
+        from ``lower``, the previous iteration's. Each iteration is one pass over x a chunk at
+        a time (data read from disk too)."""
+        centre = self._centre(x)
+        converged, it = False, first - 1
+        for it in range(first, max_iter + 1):
             prev = lower
             total, stats = self._pass(x, centre)
             lower = total / len(x)
@@ -182,15 +225,38 @@ class MixtureEM(FitsByEM):
     @torch.no_grad()
     def fit(
         self,
-        x: torch.Tensor,
+        x: Examples,
         max_iter: int = DEFAULT_EM_STEPS,
         generator: torch.Generator | None = None,
         callback: Callable[[int, float], bool | None] | None = None,
+        resume_at: tuple[int, float] | None = None,
     ) -> dict[str, float]:
         """Fit by EM on x [N, *shape] from the k-means start; ``callback(iteration,
         mean_log_likelihood)`` runs after each step and stops EM early by returning True (a time
-        budget, say); it is called with (0, nan) once, when the k-means start is set."""
+        budget, say); it is called with (0, nan) once, when the k-means start is set.
+        ``resume_at`` (iteration, its mean log-likelihood) continues a fit whose parameters
+        after that iteration are loaded: the same iterations as one uninterrupted fit."""
+        if resume_at is not None:
+            done, lower = resume_at
+            return self.em(x, max_iter, callback, done + 1, lower)
         self.start(x, generator)
         if callback:
             callback(0, math.nan)  # the k-means start
         return self.em(x, max_iter, callback)
+
+
+def _all_sum(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor summed over the processes under torchrun, in one collective (itself with
+    one process)."""
+    if not dist.active():
+        return parts
+    flat = torch.cat([p.reshape(-1) for p in parts])
+    dev = flat.device
+    if torch.distributed.get_backend() == "nccl":
+        flat = flat.cuda()
+    torch.distributed.all_reduce(flat)
+    flat, out, at = flat.to(dev), [], 0
+    for p in parts:
+        out.append(flat[at : at + p.numel()].view_as(p))
+        at += p.numel()
+    return out

@@ -175,7 +175,7 @@ class GAN(GeneratorFrames, Model):
         """Points are standardized inside the model, so both networks see unit-scale data. A
         conditional model notes how often each class occurs."""
         if data.kind == "points":
-            self.standardize.fit(data.train.to(self.device))
+            self.standardize.fit(data.train)
         self.note_classes(data)
 
     def training_failures(self, history: list[dict[str, Any]]) -> list[str]:

@@ -50,6 +50,12 @@ class GMMConfig(Options):
         1e-6, "added to every covariance diagonal, so none is singular", at_least=0
     )
     kmeans_iter: int = option(300, "Lloyd iterations after k-means++ seeding", at_least=0)
+    kmeans_sample: int = option(
+        200_000,
+        "k-means runs on all points up to this many, else on a seeded sample of this many (EM "
+        "then uses every point)",
+        at_least=1,
+    )
     restarts: int = option(
         1,
         "k-means starts tried; EM runs from the one with the lowest sum of squared distances",
@@ -159,11 +165,11 @@ class GMM(Model, ExactDensity, MixtureEM):
         self._refresh()
         return result
 
-    def _rows(self, x: torch.Tensor, per_row: int) -> int:
+    def _rows(self, like: torch.Tensor, per_row: int) -> int:
         """Rows per chunk: temporaries of ``per_row`` elements each stay within _CACHE_BYTES (so
         the passes over them run in cache) unless that leaves fewer than _MIN_ROWS rows, and
         within --chunk-size points."""
-        cached = max(_MIN_ROWS, _CACHE_BYTES // (per_row * x.element_size()))
+        cached = max(_MIN_ROWS, _CACHE_BYTES // (per_row * like.element_size()))
         return max(1, min(self.config.chunk_size, cached))
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Choosing a mixture's K on held-out data, and counting its parameters: what a practitioner
 does before fitting, kept apart from EM itself.
 
-May import, of this package: errors.
+May import, of this package: data, errors.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..data import Examples
 from ..errors import PushforwardError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def parameters_per_component(d: int, covariance: str) -> int:
     return 1 + d + (d * (d + 1) // 2 if covariance == "full" else d)
 
 
-def choose_components(cls: type[GMM], cfg: GMMConfig, x: torch.Tensor, seed: int = 0) -> int:
+def choose_components(cls: type[GMM], cfg: GMMConfig, x: Examples, seed: int = 0) -> int:
     """K by held-out log-likelihood, as a practitioner would choose it: EM for K = 1, 2,
     4, ... (and --max-components) on 90% of (at most 10,000) training examples, scored on
     the other 10%; the search stops once two larger K in a row score no better, or before

@@ -40,18 +40,22 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torc
     return torch.stack(centres)
 
 
-def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
+def nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Index of each point's nearest centre [N]: argmin_k |c_k|^2 - 2 x.c_k (|x|^2 is the same
-    for every k), one GEMM per chunk."""
-    c2 = centres.pow(2).sum(1)  # [K]
-    return torch.cat([(c2 - 2 * (xc @ centres.T)).argmin(1) for xc in x.split(chunk)])
+    for every k), one GEMM."""
+    return (centres.pow(2).sum(1) - 2 * (x @ centres.T)).argmin(1)
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``nearest`` a chunk of points at a time."""
+    return torch.cat([nearest(xc, centres) for xc in x.split(chunk)])
 
 
 def kmeans(
     x: torch.Tensor, centres: torch.Tensor, iters: int, chunk: int
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Lloyd iterations from ``centres``: (each point's cluster label [N], the sum of squared
-    distances to the final centres, which ranks restarts)."""
+    distances to the final centres, which ranks restarts, the final centres [K, D])."""
     tol = 1e-4 * x.var(0, correction=0).mean()
     for _ in range(iters):
         labels = _nearest(x, centres, chunk)
@@ -67,4 +71,4 @@ def kmeans(
         float((xc - centres[lc]).pow(2).sum())
         for xc, lc in zip(x.split(chunk), labels.split(chunk), strict=True)
     )
-    return labels, inertia
+    return labels, inertia, centres

@@ -1,7 +1,7 @@
 """Network blocks sized from the data's shape: MLPs for flat data, DCGAN-style convolutional
 encoders/decoders for [C, H, W] images. Shared by the VAE and the GAN.
 
-May import, of this package: config, errors.
+May import, of this package: config, data, errors.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..data import Examples, moments
 from ..errors import PushforwardError
 
 
@@ -217,10 +218,12 @@ class Standardize(nn.Module):
         self.register_buffer("scale", torch.ones(shape))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> None:
-        """Per-dimension mean and std of x [N, *shape] (std floored so constants stay finite)."""
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(x.std(0).clamp(min=1e-3))
+    def fit(self, x: Examples) -> None:
+        """Per-dimension mean and std of x [N, *shape] (std floored so constants stay finite),
+        in one pass of float64 chunks (data read from disk too)."""
+        mean, std = moments(x)
+        self.shift.copy_(mean)
+        self.scale.copy_(std.clamp(min=1e-3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.scale

@@ -170,7 +170,7 @@ class VAE(LatentFrames, Model, ImportanceWeighted, Encoder):
         """Points are standardized inside the model; images stay in [0, 1]. A conditional
         model notes how often each class occurs."""
         if data.kind == "points":
-            self.standardize.fit(data.train.to(self.device))
+            self.standardize.fit(data.train)
         self.note_classes(data)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,6 @@ from ..errors import Interrupted, PushforwardError
 from ..limits import keep_freed_memory, out_of_memory
 from ..metrics.health import failure_line, health
 from ..models import MODELS, FitsByEM, Model
-from ..models.gmm import DEFAULT_EM_STEPS
 from ..models.saved import save_model
 from ..run import Run
 from ..run_folder import (
@@ -55,6 +53,7 @@ from ..run_folder import (
 )
 from .checkpoint import resume_from
 from .checkpoint import save_checkpoint as save_state
+from .em_fit import em_resume_point, fit_em
 from .frames import Snapshots, resolve_count
 from .log import Logger, Meter
 from .parts import Budget, PhaseStep, Position, StopSignals, batches, shard_loader
@@ -66,50 +65,6 @@ def _model_class(name: str) -> type[Model]:
     if name not in MODELS:
         raise PushforwardError(f"model {name!r} is not known; choose one of {', '.join(MODELS)}")
     return MODELS[name]
-
-
-def fit_em(
-    model: FitsByEM,
-    x: torch.Tensor,
-    tcfg: TrainConfig,
-    log: Logger,
-    progress: Callable[..., Any],
-    snaps: Snapshots | None = None,
-) -> dict[str, Any]:
-    """EM on the full training tensor, one metrics.jsonl row per iteration; --minutes stops
-    it before an iteration that would end past the budget (predicted by the last one: on
-    784-d full covariances one iteration takes minutes), after at least one."""
-    steps = tcfg.steps if tcfg.steps is not None else DEFAULT_EM_STEPS  # --minutes alone
-    bar, start = progress(total=steps), time.perf_counter()
-    last = [0.0]  # seconds at the end of the previous iteration
-    snaps = snaps or Snapshots.none()
-    snaps.begin(steps, None, 0, 0.0, first=False)
-
-    def on_iteration(it: int, ll: float) -> bool:
-        if it == 0:  # the k-means start
-            snaps.take(0, 0.0)
-            return False
-        bar.update(1)
-        bar.set_postfix(loglik=f"{ll:.4f}")
-        seconds = time.perf_counter() - start
-        step_s, last[0] = seconds - last[0], seconds  # this iteration's time predicts the next
-        log(
-            {
-                "step": it,
-                "epoch": it,
-                "loss": -ll,
-                "log_likelihood": ll,
-                "seconds": round(seconds, 4),
-            }
-        )
-        snaps.maybe(it, seconds)
-        # stop before the iteration that would run out of time
-        return tcfg.minutes is not None and seconds + step_s > 60 * tcfg.minutes
-
-    with contextlib.closing(bar):
-        info = model.fit(x, steps, torch.Generator().manual_seed(tcfg.seed), on_iteration)
-    snaps.finish(int(info["iterations"]), last[0])
-    return {**info, "seconds": time.perf_counter() - start}
 
 
 @contextlib.contextmanager
@@ -145,7 +100,7 @@ def fit_gradient(
     # what a step needs: the batches, the budget, the optimizers and the phase step
     ckpt = run_dir / CHECKPOINTS
     labels = data.train_labels if model.classes else None  # only a conditional model's
-    loader = shard_loader(data.train.to(model.device), tcfg, labels)
+    loader = shard_loader(data.train.to(model.device), tcfg, labels, model.device)
     budget = Budget.of(tcfg, len(loader), len(model.schedule))
     opts = model.optimizers()
     phase_step = PhaseStep(model, opts, model.device, tcfg)
@@ -302,10 +257,8 @@ def _fit(
     frames = resolve_count(tcfg.snapshots, model, prep.data)
     # the run folder: continue the run in it, or claim it (rank 0) for a new one
     resuming = tcfg.resume and resumable(out, model_name, tcfg, mcfg, prep.data)
-    if resuming and issubclass(cls, FitsByEM):
-        if run_finished(Path(str(out))):  # a finished run is left as it is, eval.json too
-            return Run.load(str(out), tcfg.device)
-        resuming, overwrite = False, True  # EM is not checkpointed mid-fit: it refits
+    if resuming and issubclass(cls, FitsByEM) and run_finished(Path(str(out))):
+        return Run.load(str(out), tcfg.device)  # a finished run is left as it is, eval.json too
     run_dir = Path(str(out)) if resuming else claim(out, model_name, tcfg.data, overwrite)
     lock(run_dir)  # claim took it already; a resume takes it here
     try:
@@ -346,11 +299,9 @@ def _train_in(
     )
     try:
         if isinstance(model, FitsByEM):
-            info = fit_em(model, data.train.to(device), tcfg, log, bar, snaps)
-            if dist.is_main():
-                save_state(
-                    run_dir / CHECKPOINTS, model, {}, {"step": info["iterations"], "finished": True}
-                )
+            ckpt = run_dir / CHECKPOINTS
+            at = em_resume_point(ckpt, run_dir / HISTORY, model) if resuming else None
+            info = fit_em(model, data.train.to(device), tcfg, log, bar, snaps, ckpt, at)
         else:
             held = None if val is None else (val, prep.val_labels)
             info = fit_gradient(model, data, tcfg, run_dir, log, bar, snaps, resuming, held)

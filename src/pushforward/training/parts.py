@@ -25,7 +25,7 @@ import torch
 
 from .. import dist
 from ..config import TrainConfig
-from ..data import Batch, InMemoryLoader
+from ..data import Batch, Examples, InMemoryLoader
 from ..errors import PushforwardError
 from ..files import read_json
 from ..models import Model
@@ -131,10 +131,13 @@ class Position:
 
 
 def shard_loader(
-    x: torch.Tensor, tcfg: TrainConfig, labels: torch.Tensor | None = None
+    x: Examples,
+    tcfg: TrainConfig,
+    labels: torch.Tensor | None = None,
+    device: torch.device | None = None,
 ) -> InMemoryLoader:
     """This process's share of the training examples x [N, *shape] (with their labels [N], for
-    a conditional model), in seeded batches."""
+    a conditional model), in seeded batches on ``device``."""
     return InMemoryLoader(
         x,
         tcfg.batch_size,
@@ -143,6 +146,7 @@ def shard_loader(
         world=dist.world_size(),
         dynamic_binarize=tcfg.binarize == "dynamic",
         labels=labels,
+        device=device,
     )
 
 

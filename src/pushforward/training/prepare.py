@@ -46,7 +46,7 @@ def prepare_data(cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
     """The data and options of a run; every option is checked here, before the run folder is
     touched."""
     check_data_dir(tcfg.data_dir)
-    raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data)
+    raw = load_dataset(tcfg.data, tcfg.data_dir, tcfg.test_data, tcfg.data_memory)
     if tcfg.recipe is not None:
         recipe(model_name, tcfg.recipe).check_shape(raw.shape, tcfg.data)
     mcfg = cls.resolve_config(mcfg, raw, tcfg.seed)

@@ -118,6 +118,20 @@ def mean_across(values: torch.Tensor) -> torch.Tensor:
     return out / torch.distributed.get_world_size()
 
 
+def sum_across(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor summed over the processes, in one collective (themselves with one
+    process), back on their own device."""
+    if not active():
+        return parts
+    flat = torch.cat([p.reshape(-1) for p in parts]).to(_comm_device())
+    torch.distributed.all_reduce(flat)
+    out, at = [], 0
+    for p in parts:
+        out.append(flat[at : at + p.numel()].view_as(p).to(p.device))
+        at += p.numel()
+    return out
+
+
 def _comm_device() -> str:
     """Where host-side values go for a collective: NCCL moves CUDA tensors only."""
     return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"

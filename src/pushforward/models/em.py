@@ -93,7 +93,7 @@ class MixtureEM(FitsByEM):
         step = chunk_rows(x)
         for s in range(part.start, part.stop, step):
             total += self._flat(x[s : min(s + step, part.stop)]).sum(0)
-        return _all_sum([total])[0] / len(x)
+        return dist.sum_across([total])[0] / len(x)
 
     def _pass(
         self,
@@ -141,7 +141,7 @@ class MixtureEM(FitsByEM):
                 s2.addmm_(r.T, feats)
         if not full:
             s2, s1 = s2[:, :d], s2[:, d:]
-        ll, nk, s1, s2 = _all_sum([torch.tensor([total], dtype=nk.dtype), nk, s1, s2])
+        ll, nk, s1, s2 = dist.sum_across([torch.tensor([total], dtype=nk.dtype), nk, s1, s2])
         return float(ll), (nk, s1, s2)
 
     def _m_step(
@@ -243,20 +243,3 @@ class MixtureEM(FitsByEM):
         if callback:
             callback(0, math.nan)  # the k-means start
         return self.em(x, max_iter, callback)
-
-
-def _all_sum(parts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each tensor summed over the processes under torchrun, in one collective (itself with
-    one process)."""
-    if not dist.active():
-        return parts
-    flat = torch.cat([p.reshape(-1) for p in parts])
-    dev = flat.device
-    if torch.distributed.get_backend() == "nccl":
-        flat = flat.cuda()
-    torch.distributed.all_reduce(flat)
-    flat, out, at = flat.to(dev), [], 0
-    for p in parts:
-        out.append(flat[at : at + p.numel()].view_as(p))
-        at += p.numel()
-    return out

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +105,23 @@ def read_json(path: str | Path) -> Any:
         ) from None
 
 
-def digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+def digest(
+    tensors: Mapping[str, Any],
+    metadata: dict[str, str] | None = None,
+    parts: Callable[[Any], Iterable[torch.Tensor]] = lambda t: (t,),
+) -> str:
     """SHA-256 over every tensor's name, dtype, shape and bytes, in name order, and the string
     metadata of the header: a flipped bit, a header retyped (F32 -> I32) or reshaped, a tensor
-    renamed or a step count edited changes it."""
+    renamed or a step count edited changes it. ``parts`` gives a value's bytes in pieces (rows
+    of data read from disk, a chunk at a time): the same digest as of the whole tensor."""
     h = hashlib.sha256(json.dumps(metadata or {}, sort_keys=True).encode())
     for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
+        t = tensors[name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        for piece in parts(t):
+            h.update(
+                piece.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data
+            )
     return h.hexdigest()
 
 

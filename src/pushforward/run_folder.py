@@ -15,7 +15,6 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
-import hashlib
 import json
 import os
 import stat
@@ -30,6 +29,7 @@ from .data import Dataset, chunks
 from .errors import PushforwardError
 from .files import (
     atomic_write_json,
+    digest,
     read_json,
     safe_name,
     to_json,
@@ -248,14 +248,8 @@ def claim(out: str | Path | None, model: str, data: str, overwrite: bool) -> Pat
 def data_digest(data: Dataset) -> str:
     """The checksum of the examples a run trains and is tested on, as it saw them: ``digest``'s
     of the splits as tensors, computed a chunk at a time (data read from disk too)."""
-    parts = {"train": data.train} | ({} if data.test is None else {"test": data.test})
-    h = hashlib.sha256(json.dumps({}).encode())  # digest's header: no metadata
-    for name in sorted(parts):
-        x = parts[name]
-        h.update(f"{name}|{x.dtype}|{tuple(x.shape)}|".encode())
-        for c in chunks(x):
-            h.update(c.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
+    splits = {"train": data.train} | ({} if data.test is None else {"test": data.test})
+    return digest(splits, parts=chunks)
 
 
 def resumable(

@@ -102,9 +102,9 @@ class TrainConfig(Options):
     data_dir: str | None = option(None, "folder searched first for image data sets")
     data_memory: float | None = option(
         None,
-        "GiB of examples (as float32) held in memory; a larger npy file is read from disk a "
-        "chunk or batch at a time, and a larger file of another format is refused before it "
-        "is read (default: half the memory available)",
+        "GiB of examples (as float32) held in memory; a larger npy or plain IDX file is read "
+        "from disk a chunk or batch at a time, and larger gzip'd IDX or image files are "
+        "refused before they are decoded (default: half the memory available)",
         above=0,
     )
     binarize: str = option(

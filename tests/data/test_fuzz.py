@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +50,8 @@ def test_idx_parser_never_crashes(raw: bytes, gz: bool) -> None:
         except PushforwardError as e:
             assert str(path) in str(e)
         else:
-            assert arr.dtype == np.uint8 and arr.ndim == 4
+            assert arr.dtype == torch.float32 and arr.ndim == 4
+            assert float(arr.min()) >= 0 and float(arr.max()) <= 1
 
 
 @FUZZ

@@ -3,7 +3,11 @@ loading gives, bit for bit, and a model trains and fits to the same numbers eith
 
 from __future__ import annotations
 
+import gzip
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from pushforward.models import GMM, GMMConfig
 from pushforward.run_folder import data_digest
 
 from ..conftest import assert_user_error
+from .builders import write_idx
 
 TINY = 1e-6  # GiB: every file is read from disk
 
@@ -54,6 +59,82 @@ def test_rows_read_what_loading_gives(tmp_path: Path, name: str) -> None:
     assert torch.equal(torch.cat(list(chunks(rows, 7))), whole)
     whole[0].fill_(7.0)  # a loaded tensor is the process's own: the file is never written
     assert not torch.equal(rows[0], whole[0])
+
+
+@pytest.mark.parametrize("shape", [(50, 6, 5), (50, 4, 4, 3)])
+def test_idx_files_read_from_disk_or_inflated_give_what_loading_gives(
+    tmp_path: Path, shape: tuple[int, ...]
+) -> None:
+    """A plain IDX folder past --data-memory is read from disk as rows; in memory, or gzip'd
+    (inflated a part at a time), it is the same float32 tensor: pixels / 255, channels first."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    y = rng.integers(0, 10, size=shape[0]).astype(np.uint8)
+    expect = torch.from_numpy(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)) / 255.0
+    for gz in (False, True):
+        folder = tmp_path / f"gz{gz}"
+        folder.mkdir()
+        suffix = ".gz" if gz else ""
+        write_idx(folder / f"train-images-idx3-ubyte{suffix}", x, gz)
+        write_idx(folder / f"train-labels-idx1-ubyte{suffix}", y, gz)
+        write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", x[:12], gz)
+        whole = load_dataset(f"idx:{folder}")
+        assert isinstance(whole.train, torch.Tensor) and torch.equal(whole.train, expect)
+        assert torch.equal(whole.split("test"), expect[:12])
+        assert whole.train_labels is not None
+        assert torch.equal(whole.train_labels, torch.from_numpy(y.astype(np.int64)))
+        if not gz:
+            disk = load_dataset(f"idx:{folder}", data_memory=TINY)
+            assert isinstance(disk.train, Rows) and isinstance(disk.split("test"), Rows)
+            assert torch.equal(disk.train[:], expect)
+            assert torch.equal(disk.split("test")[:], expect[:12])
+            assert data_digest(disk) == data_digest(whole)
+
+
+_PEAK = """
+import re, sys
+from pushforward.data import load_dataset
+def kib(field):  # this process's resident memory (VmRSS) or its peak since the reset (VmHWM)
+    return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+open("/proc/self/clear_refs", "w").write("5")  # the peak starts again from here
+before = kib("VmRSS")
+data = load_dataset(sys.argv[1])
+print((kib("VmHWM") - before) * 1024, data.train.numel() * 4)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["idx.gz", "images"])
+def test_readers_never_hold_a_second_full_copy(tmp_path: Path, fmt: str) -> None:
+    """Loading a gzip'd IDX file (96 MiB as float32) or a folder of PNGs (74 MiB) raises the
+    process's peak memory by the float32 tensor it returns and little more: decoded straight
+    into it, never through a second full copy (inflating whole, then converting, then stacking
+    peaked at two to three times the result)."""
+    rng = np.random.default_rng(5)
+    if fmt == "idx.gz":
+        x = (rng.integers(0, 16, size=(24_576, 32, 32)) * 17).astype(np.uint8)
+        folder = tmp_path / "idx"
+        folder.mkdir()
+        write_idx(folder / "train-images-idx3-ubyte.gz", x, gz=True)
+        spec = f"idx:{folder}"
+    else:
+        from PIL import Image
+
+        folder = tmp_path / "pics"
+        folder.mkdir()
+        for i in range(1500):
+            pixels = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:04d}.png", compress_level=0)
+        spec = f"images:{folder}"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_PEAK), spec],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    grew, result = (int(v) for v in out.stdout.split())
+    assert result > 70 * 2**20
+    assert grew < 1.15 * result + 16 * 2**20, (grew / 2**20, result / 2**20)
 
 
 def test_moments_and_the_data_checksum_match_in_memory(tmp_path: Path) -> None:
@@ -130,16 +211,25 @@ def test_formats_held_whole_are_refused_past_the_limit_before_reading(
     tmp_path: Path, cli: object
 ) -> None:
     run = cli  # type: ignore[assignment]
-    # an IDX header claiming 1.6 GB is refused from its 16 bytes: the file holds no pixels
+    # a gzip'd IDX header claiming 1.6 GB is refused from its 16 bytes: the file holds no
+    # pixels (a plain one is mapped instead, and its size checked against the claim)
     idx = tmp_path / "idx"
     idx.mkdir()
     header = bytes([0, 0, 8, 3]) + np.array([2_000_000, 28, 28], dtype=">u4").tobytes()
-    (idx / "train-images-idx3-ubyte").write_bytes(header)
+    (idx / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header))
     assert_user_error(
         run("train", "gmm", "--data", f"idx:{idx}", "--data-memory", "1"),
         f"idx:{idx}",
         "more than --data-memory",
-        "as one .npy",
+        "gunzip",
+    )
+    (idx / "train-images-idx3-ubyte.gz").unlink()
+    (idx / "train-images-idx3-ubyte").write_bytes(header)
+    assert_user_error(
+        run("train", "gmm", "--data", f"idx:{idx}", "--data-memory", "1"),
+        "train-images-idx3-ubyte",
+        "truncated",
+        "1,568,000,000 bytes",
     )
     folder = tmp_path / "pics"
     folder.mkdir()

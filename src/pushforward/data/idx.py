@@ -3,22 +3,29 @@
 Both are parsed by hand from bytes, checked against their headers, and never unpickled. Any
 defect raises PushforwardError naming the file, what is wrong and how to fix it.
 
-May import, of this package: errors, limits.
+May import, of this package: data/rows, errors, limits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import math
+import stat as stat_mod
 import struct
 import tarfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from ..errors import PushforwardError
 from ..limits import check_fits, read_file
+from .rows import CHUNK_BYTES, Examples, Rows, chunks, fill
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -31,118 +38,160 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
-def read_maybe_gzip(path: Path, fix: str) -> bytes:
-    """File bytes, gunzipped when the file starts with the gzip magic."""
+class IdxFile(NamedTuple):
+    """An IDX file's header: where its data starts (in the inflated stream of a .gz), the
+    stored dtype (big-endian) and the dims it claims."""
+
+    path: Path
+    gz: bool
+    dtype: np.dtype
+    dims: tuple[int, ...]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.dims) * self.dtype.itemsize
+
+
+@contextlib.contextmanager
+def _stream(path: Path, gz: bool, fix: str) -> Iterator[gzip.GzipFile | io.BufferedReader]:
+    """The file's bytes (inflated for a .gz); a read error or bad gzip data is one line."""
     try:
-        raw = read_file(path, fix)
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            yield f
+    except (OSError, EOFError, zlib.error) as e:
+        what = (
+            f"corrupt or truncated gzip ({e}); delete it and fetch it again,"
+            if gz
+            else (f"cannot read ({e});")
+        )
+        raise PushforwardError(f"{path}: {what} {fix}") from None
+
+
+def open_idx(path: Path, fix: str) -> IdxFile:
+    """Read and check an IDX header (through gzip for a .gz): 2 zero bytes, a dtype code, the
+    number of dims, then big-endian uint32 dims. A plain file's size must match the claim."""
+    try:
+        st = path.stat()
     except FileNotFoundError:
         raise PushforwardError(f"{path}: file not found; {fix}") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return _gunzip_idx(raw, path)
-    except (OSError, EOFError, zlib.error) as e:
-        raise PushforwardError(
-            f"{path}: corrupt or truncated gzip ({e}); delete it and fetch it again, {fix}"
-        ) from None
-
-
-def _gunzip_idx(raw: bytes, path: Path) -> bytes:
-    """The gunzipped bytes of an IDX file, read no further than its header says it holds (and
-    one byte more, so that parse_idx can name trailing bytes): a small .gz that would inflate
-    to gigabytes (a decompression bomb) is never inflated past the size its header claims, and
-    that size is checked against free memory first."""
-    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise PushforwardError(f"{path}: not a regular file (a folder, pipe or device); {fix}")
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with _stream(path, gz, fix) as f:
         head = f.read(4)
-        if len(head) < 4 or head[2] not in _IDX_DTYPES or head[3] == 0:
-            return head + f.read(1 << 20)  # not IDX: parse_idx names it from these bytes
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0:
+            magic = head.hex() if len(head) == 4 else "(too short)"
+            raise PushforwardError(
+                f"{path}: not an IDX file (magic {magic}, expected 00000803 for images or "
+                f"00000801 for labels); {fix}"
+            )
         dims_raw = f.read(4 * head[3])
-        if len(dims_raw) < 4 * head[3]:
-            return head + dims_raw
-        dims = struct.unpack(f">{head[3]}I", dims_raw)
-        size = int(np.prod(dims, dtype=np.int64)) * _IDX_DTYPES[head[2]].itemsize
-        check_fits(2 * size, f"{path}: an IDX file of {dims}", "check the file (it may be damaged)")
-        return head + dims_raw + f.read(size + 1)
-
-
-def parse_idx(raw: bytes, path: Path, fix: str) -> np.ndarray:
-    """Decode IDX bytes: 2 zero bytes, a dtype code, ndim, big-endian uint32 dims, then data."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        magic = raw[:4].hex() if len(raw) >= 4 else "(too short)"
-        raise PushforwardError(
-            f"{path}: not an IDX file (magic {magic}, expected 00000803 for images or "
-            f"00000801 for labels); {fix}"
-        )
-    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    if len(dims_raw) < 4 * head[3]:
         raise PushforwardError(f"{path}: truncated IDX header; {fix}")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
-    if got != expected:
-        what = "truncated" if got < expected else "has trailing bytes"
-        raise PushforwardError(
-            f"{path}: IDX file {what} (header says {dims} = {expected} bytes of data, found "
-            f"{got}); {fix}"
-        )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    dims = struct.unpack(f">{head[3]}I", dims_raw)
+    header = IdxFile(path, gz, _IDX_DTYPES[head[2]], dims, 4 + len(dims_raw))
+    if not gz and st.st_size != header.offset + header.nbytes:
+        _wrong_size(header, st.st_size - header.offset, fix)
+    return header
+
+
+def _wrong_size(header: IdxFile, got: int | None, fix: str) -> None:
+    """Refuse data shorter or longer than the header says (``got`` None: longer, uncounted)."""
+    short = got is not None and got < header.nbytes
+    found = f"{got:,}" if got is not None else "more"
+    raise PushforwardError(
+        f"{header.path}: IDX file {'truncated' if short else 'has trailing bytes'} (header "
+        f"says {header.dims} = {header.nbytes:,} bytes of data, found {found}); {fix}"
     )
 
 
-def peek_dims(path: Path) -> tuple[int, ...] | None:
-    """The dims an IDX file's header claims, read from its first bytes only (through gzip for a
-    .gz); None when there is no IDX header to read (the full read then names the defect)."""
-    try:
-        with open(path, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-            head = f.read(4)
-            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or not head[3]:
-                return None
-            dims_raw = f.read(4 * head[3])
-    except (OSError, EOFError, zlib.error):
-        return None
-    if len(dims_raw) < 4 * head[3]:
-        return None
-    return tuple(struct.unpack(f">{head[3]}I", dims_raw))
+def idx_parts(header: IdxFile, rows: int, fix: str) -> Iterator[np.ndarray]:
+    """The data, ``rows`` first-dim entries at a time, each [n, *dims[1:]] in the stored dtype:
+    a .gz is inflated once, one part at a time, and never past its claim plus one byte (a small
+    file that would inflate to gigabytes stops there)."""
+    if not header.gz:
+        if header.nbytes:  # a file cannot map zero bytes
+            data = np.memmap(header.path, header.dtype, "r", header.offset, header.dims)
+            for s in range(0, len(data), rows):
+                yield np.asarray(data[s : s + rows])
+        return
+    row_bytes = header.nbytes // max(1, header.dims[0])
+    with _stream(header.path, True, fix) as f:
+        f.read(header.offset)
+        done = 0
+        for s in range(0, header.dims[0], rows):
+            n = min(rows, header.dims[0] - s)
+            part = f.read(n * row_bytes)
+            done += len(part)
+            if len(part) < n * row_bytes:
+                _wrong_size(header, done, fix)
+            yield np.frombuffer(part, header.dtype).reshape(n, *header.dims[1:])
+        if f.read(1):
+            _wrong_size(header, None, fix)
 
 
-def idx_header(path: Path, fix: str) -> tuple[int, ...]:
-    """Only the dims of an IDX file, for listing without decoding everything."""
-    raw = read_maybe_gzip(path, fix)
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise PushforwardError(f"{path}: not an IDX file; {fix}")
-    return struct.unpack(f">{raw[3]}I", raw[4 : 4 + 4 * raw[3]])
+def read_idx(header: IdxFile, fix: str) -> np.ndarray:
+    """The whole (small) array in native byte order, e.g. a label file."""
+    check_fits(2 * header.nbytes, f"{header.path}: an IDX file of {header.dims}", fix)
+    parts = list(idx_parts(header, max(1, header.dims[0]), fix))
+    whole = parts[0] if parts else np.empty(header.dims, header.dtype)
+    return whole.astype(header.dtype.newbyteorder("="))
 
 
-def read_idx_images(path: Path, fix: str) -> np.ndarray:
-    """IDX images as uint8 [N, 1, H, W] (or [N, C, H, W] for a 4-D [N, H, W, C] file)."""
-    arr = parse_idx(read_maybe_gzip(path, fix), path, fix)
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    elif arr.ndim == 4 and arr.shape[3] in (1, 3):
-        arr = arr.transpose(0, 3, 1, 2)
-    else:
+def image_layout(header: IdxFile, fix: str) -> bool:
+    """Check that an IDX file holds images ([N, H, W] or [N, H, W, C] unsigned bytes); True
+    when channels come last."""
+    dims = header.dims
+    if not (len(dims) == 3 or (len(dims) == 4 and dims[3] in (1, 3))):
         raise PushforwardError(
-            f"{path}: IDX images of shape {arr.shape}; expected [N, H, W] or [N, H, W, C]; {fix}"
+            f"{header.path}: IDX images of shape {dims}; expected [N, H, W] or [N, H, W, C]; {fix}"
         )
-    if arr.dtype != np.uint8:
-        raise PushforwardError(f"{path}: IDX images of dtype {arr.dtype}; expected unsigned bytes")
-    return np.ascontiguousarray(arr)
+    if header.dtype != np.dtype(">u1"):
+        raise PushforwardError(
+            f"{header.path}: IDX images of dtype {header.dtype.newbyteorder('=')}; expected "
+            "unsigned bytes"
+        )
+    return len(dims) == 4
 
 
 def read_idx_labels(path: Path, n_images: int, fix: str) -> np.ndarray:
-    arr = parse_idx(read_maybe_gzip(path, fix), path, fix)
-    if arr.ndim != 1:
-        raise PushforwardError(f"{path}: IDX labels of shape {arr.shape}; expected [N]; {fix}")
-    if len(arr) != n_images:
+    header = open_idx(path, fix)
+    if len(header.dims) != 1:
+        raise PushforwardError(f"{path}: IDX labels of shape {header.dims}; expected [N]; {fix}")
+    if header.dims[0] != n_images:
         raise PushforwardError(
-            f"{path}: {len(arr)} labels for {n_images} images; the label and image files do not "
-            f"belong together; {fix}"
+            f"{path}: {header.dims[0]} labels for {n_images} images; the label and image files "
+            f"do not belong together; {fix}"
         )
-    return arr.astype(np.int64)
+    return read_idx(header, fix).astype(np.int64)
+
+
+def read_idx_images(path: Path, fix: str, memory: int | None = None) -> Examples:
+    """IDX images as float32 [N, C, H, W] in [0, 1]. A plain file whose images take more than
+    ``memory`` bytes as float32 stays mapped and is read as rows on demand; otherwise (and a
+    .gz always) it is converted into one tensor a part at a time, never a second full copy."""
+    header = open_idx(path, fix)
+    last = image_layout(header, fix)
+    n, h, w = header.dims[:3]
+    shape = torch.Size((n, header.dims[3] if last else 1, h, w))
+    check_fits(4 * math.prod(shape), f"{path}: IDX images of {header.dims}", fix)
+    if not header.gz:
+        data = (  # a file cannot map zero bytes; the data checks name an empty set
+            np.memmap(header.path, header.dtype, "r", header.offset, header.dims)
+            if header.nbytes
+            else np.empty(header.dims, header.dtype)
+        )
+        rows = Rows(data, str(path), scale=255.0, channels_last=last)
+        if memory is not None and 4 * math.prod(shape) > memory:
+            return rows
+        return fill(shape, chunks(rows), str(path), fix)
+    parts = (
+        Rows(p, str(path), scale=255.0, channels_last=last)[:]
+        for p in idx_parts(header, max(1, CHUNK_BYTES // max(1, 4 * math.prod(shape[1:]))), fix)
+    )
+    return fill(shape, parts, str(path), fix)
 
 
 def parse_cifar_batch(raw: bytes, name: str, fix: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ May import, of this package: data/dataset, data/download, data/idx, data/npy, er
 
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from . import idx
 from .dataset import Dataset, Source
 from .download import cache_dir, download, not_found_fix, search_dirs
 from .npy import load_npy
+from .rows import Examples, Rows, chunks, fill
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -29,19 +29,20 @@ MNIST_FILES = {
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
-def check_claim(values: int, memory: int | None, src: str, what: str) -> None:
+def check_claim(values: int, memory: int | None, src: str, what: str, fix: str) -> None:
     """Refuse data of ``values`` numbers (4 bytes each as float32) beyond ``memory`` bytes, before
     any of it is read: these formats are held in memory whole."""
     if memory is not None and 4 * values > memory:
         raise PushforwardError(
             f"{src}: its {what} take {gib(4 * values)} as float32, more than --data-memory "
-            f"{gib(memory)} allows; raise --data-memory, or save them as one .npy array (read "
-            "from disk a chunk at a time)"
+            f"{gib(memory)} allows; raise --data-memory, or {fix}"
         )
 
 
-def _to_unit(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images.astype(np.float32) / 255.0)
+def _to_unit(images: np.ndarray, src: str) -> torch.Tensor:
+    """uint8 images [N, C, H, W] as float32 in [0, 1], converted a chunk at a time."""
+    rows = Rows(images, src, scale=255.0)
+    return fill(rows.shape, chunks(rows), src, "free memory or use a machine with more")
 
 
 def load_digits_set() -> Dataset:
@@ -81,7 +82,7 @@ def load_mnist_like(name: str, data_dir: str | None) -> Dataset:
         assert img_path is not None and lab_path is not None
         images = idx.read_idx_images(img_path, fix)
         arrays[split] = (
-            _to_unit(images),
+            images,
             torch.from_numpy(idx.read_idx_labels(lab_path, len(images), fix)),
         )
     (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
@@ -107,8 +108,8 @@ def load_cifar10(data_dir: str | None) -> Dataset:
     return Dataset(
         "cifar10",
         "images",
-        _to_unit(xtr),
-        _to_unit(xte),
+        _to_unit(xtr, str(where)),
+        _to_unit(xte, str(where)),
         str(where),
         torch.from_numpy(ytr),
         torch.from_numpy(yte),
@@ -134,7 +135,7 @@ def _mnist_row(name: str, data_dir: str | None) -> dict[str, object]:
     for split, (stem, _) in MNIST_FILES.items():
         path = _find(folder, stem)
         assert path is not None
-        row[split] = idx.idx_header(path, "replace it")[0]
+        row[split] = idx.open_idx(path, "replace it").dims[0]
     return {**row, "source": str(folder)}
 
 
@@ -160,9 +161,10 @@ CIFAR10 = Source("images", load_cifar10, _cifar_row)
 
 def load_idx_dir(
     folder: Path, memory: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[Examples, torch.Tensor | None, Examples | None, torch.Tensor | None]:
     """IDX images in a folder: a '*train*' file (or the only one) and an optional 't10k'/'test'
-    one; refused before reading when their headers claim more than ``memory`` bytes as float32."""
+    one. Plain files past ``memory`` bytes as float32 are read from disk on demand; gzip'd ones,
+    which must be inflated whole, are refused from their headers before anything is read."""
     src = f"idx:{folder}"
     if not folder.is_dir():
         raise PushforwardError(f"{src}: folder not found; check the path")
@@ -177,16 +179,18 @@ def load_idx_dir(
             f"{[p.name for p in images]}; keep one of each"
         )
     fix = "replace the file with a valid IDX file"
-    claimed = [idx.peek_dims(p) for p in train + test]
-    check_claim(sum(math.prod(d) for d in claimed if d), memory, src, "IDX files")
+    headers = [idx.open_idx(p, fix) for p in train + test]
+    inflated = [h for h in headers if h.gz]  # a plain file past the limit is read from disk
+    gunzip = "gunzip them (a plain IDX file is read from disk a chunk at a time)"
+    check_claim(sum(math.prod(h.dims) for h in inflated), memory, src, "gzip'd IDX files", gunzip)
 
-    def read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = idx.read_idx_images(path, fix)
+    def read(path: Path) -> tuple[Examples, torch.Tensor | None]:
+        x = idx.read_idx_images(path, fix, memory)
         label_path = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
         y = None
         if label_path != path and label_path.is_file():
             y = torch.from_numpy(idx.read_idx_labels(label_path, len(x), fix))
-        return _to_unit(x), y
+        return x, y
 
     xtr, ytr = read(train[0])
     xte, yte = read(test[0]) if test else (None, None)
@@ -218,11 +222,30 @@ def _unit_pixels(pic: Image.Image, grey: bool, path: Path) -> np.ndarray:
     return np.asarray(pic.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
 
 
+def _image(path: Path, decode: bool) -> Image.Image:
+    """An opened image: its header only, or its pixels too; an unreadable file is one line."""
+    try:
+        with Image.open(path) as im:
+            if not decode:
+                return im
+            im.load()
+            return im.copy()
+    except Image.DecompressionBombError as e:  # a few KB that would decode to gigabytes
+        raise PushforwardError(
+            f"{path}: too large to decode ({e}); remove it or shrink the image"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PushforwardError(
+            f"{path}: not a readable image ({e}); remove or replace it"
+        ) from None
+
+
 def load_image_folder(
     folder: Path, memory: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels);
-    refused before decoding when they would take more than ``memory`` bytes as float32."""
+    """PNG/JPEG files of one size in a folder, or in class subfolders (which become labels).
+    Every header is read first (sizes, modes), the claim refused past ``memory`` bytes as
+    float32, then each image is decoded straight into its row of the one tensor."""
     src = f"images:{folder}"
     if not folder.is_dir():
         raise PushforwardError(f"{src}: folder not found; check the path")
@@ -233,36 +256,23 @@ def load_image_folder(
         files += [(p, label) for p in sorted(d.iterdir()) if is_img(p)]
     if not files:
         raise PushforwardError(f"{src}: no .png or .jpg images in the folder or its subfolders")
-    bad = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
-    with contextlib.suppress(*bad), Image.open(files[0][0]) as first:  # its header, no pixels
-        channels = 1 if first.mode in _GREY else 3
-        check_claim(len(files) * channels * first.size[0] * first.size[1], memory, src, "images")
-    pics = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                pics.append(im.copy())
-        except Image.DecompressionBombError as e:  # a few KB that would decode to gigabytes
+    heads = [_image(path, decode=False) for path, _ in files]
+    grey = all(h.mode in _GREY for h in heads)
+    size = heads[0].size
+    for (path, _), head in zip(files, heads, strict=True):
+        if head.size != size:
             raise PushforwardError(
-                f"{path}: too large to decode ({e}); remove it or shrink the image"
-            ) from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise PushforwardError(
-                f"{path}: not a readable image ({e}); remove or replace it"
-            ) from None
-    grey = all(p.mode in _GREY for p in pics)
-    size = pics[0].size
-    arrays = []
-    for (path, _), pic in zip(files, pics, strict=True):
-        if pic.size != size:
-            raise PushforwardError(
-                f"{path}: {pic.size[0]}x{pic.size[1]} pixels but {files[0][0].name} is "
+                f"{path}: {head.size[0]}x{head.size[1]} pixels but {files[0][0].name} is "
                 f"{size[0]}x{size[1]}; resize all images to one size"
             )
-        a = _unit_pixels(pic, grey, path)  # [H, W] or [H, W, 3] in [0, 1]
-        arrays.append(a[None] if grey else a.transpose(2, 0, 1))
-    x = torch.from_numpy(np.stack(arrays))  # [N, C, H, W]
+    shape = torch.Size((len(files), 1 if grey else 3, size[1], size[0]))  # [N, C, H, W]
+    fix = "save them as one .npy array (read from disk a chunk at a time)"
+    check_claim(math.prod(shape), memory, src, "images", fix)
+    parts = (
+        torch.from_numpy(a[None, None] if grey else a.transpose(2, 0, 1)[None])
+        for a in (_unit_pixels(_image(p, decode=True), grey, p) for p, _ in files)
+    )  # each [1, C, H, W] in [0, 1]
+    x = fill(shape, parts, src, f"{fix}, and give --data-memory below that")
     labels = [lab for _, lab in files]
     y = torch.tensor(labels) if classes and -1 not in labels else None
     return x, y

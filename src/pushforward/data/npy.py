@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import PushforwardError
-from ..limits import gib
-from .rows import Examples, Rows, chunk_rows
+from .rows import Examples, Rows, chunk_rows, chunks, fill
 
 FIX = "save a numeric array of shape [N, D] (points) or [N, H, W] / [N, C, H, W] (images)"
 
@@ -127,14 +126,5 @@ def load_npy(path: Path, memory: int | None = None) -> tuple[str, Examples]:
     _check_values(kind, arr, rows, src)
     if memory is not None and 4 * math.prod(rows.shape) > memory:
         return kind, rows
-    try:
-        out = torch.empty(rows.shape, dtype=torch.float32)  # filled a chunk at a time
-    except RuntimeError:  # the allocator refused it: name the way out
-        raise PushforwardError(
-            f"{src}: its examples take {gib(4 * math.prod(rows.shape))} as float32, more than "
-            f"this process may allocate; give --data-memory below that to read them from disk"
-        ) from None
-    step = chunk_rows(rows)
-    for s in range(0, len(rows), step):
-        out[s : s + step] = rows[s : s + step]
-    return kind, out
+    fix = "give --data-memory below that to read them from disk"
+    return kind, fill(rows.shape, chunks(rows), src, fix)

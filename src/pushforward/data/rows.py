@@ -9,18 +9,19 @@ the OS caches are its to drop.
 Code that reads every example goes through :func:`chunks` and :func:`take`, which accept an
 in-memory tensor as well, so one path serves both.
 
-May import, of this package: errors.
+May import, of this package: errors, limits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import PushforwardError
+from ..limits import gib
 
 CHUNK_BYTES = 4 * 2**20  # float32 examples read per chunk of a pass over the data
 
@@ -132,6 +133,23 @@ def chunks(x: Examples, rows: int | None = None) -> Iterator[torch.Tensor]:
 def take(x: Examples, idx: torch.Tensor) -> torch.Tensor:
     """The examples at positions ``idx`` [n]: [n, *shape] (on x's device for a tensor)."""
     return x[idx.to(x.device)]
+
+
+def fill(shape: torch.Size, parts: Iterable[torch.Tensor], src: str, fix: str) -> torch.Tensor:
+    """One float32 tensor of ``shape`` [N, ...] filled from ``parts`` [n, ...] in order, so a
+    reader never holds a second full copy; an allocation the system refuses is one line."""
+    try:
+        out = torch.empty(shape, dtype=torch.float32)
+    except RuntimeError:
+        raise PushforwardError(
+            f"{src}: its examples take {gib(4 * math.prod(shape))} as float32, more than this "
+            f"process may allocate; {fix}"
+        ) from None
+    s = 0
+    for part in parts:
+        out[s : s + len(part)] = part
+        s += len(part)
+    return out
 
 
 def in_memory(x: Examples) -> torch.Tensor:

@@ -111,10 +111,22 @@ def _rows(out: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines if line.endswith("}")]
 
 
-def _start(out: Path, resume: bool) -> subprocess.Popen[str]:
+GAN_RUN = [
+    "gan",
+    "--data",
+    "ring8",
+    "--steps",
+    "800",
+    "--log-every",
+    "20",
+    "--checkpoint-every",
+    "20",
+]
+
+
+def _start(out: Path, resume: bool, run: list[str] = GAN_RUN) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "pushforward", "train", "gan", "--data", "ring8", "--steps", "800"]
-    cmd += ["--log-every", "20", "--checkpoint-every", "20", "--dist-timeout", "5"]
+    cmd += ["-m", "pushforward", "train", *run, "--dist-timeout", "5"]
     cmd += ["--out", str(out), *(["--resume"] if resume else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -139,8 +151,14 @@ def test_ctrl_c_and_a_frozen_peer_end_in_one_line_and_the_run_resumes(tmp_path: 
     stopped = max(int(str(r["step"])) for r in _rows(out))
 
     # a rank frozen mid-run (SIGSTOP) holds the other one --dist-timeout 5 s, not forever
-    proc = _start(out, resume=True)
-    _wait_for_step(proc, out, stopped + 40)
+    _freeze_a_rank_then_resume(out, GAN_RUN, stopped + 40, 800)
+
+
+def _freeze_a_rank_then_resume(out: Path, run: list[str], at: int, end: int) -> None:
+    """Freeze rank 1 once the run has logged step ``at``: rank 0 ends in one line within a
+    minute, and what was written resumes to step ``end`` with its steps in order."""
+    proc = _start(out, resume=out.exists(), run=run)
+    _wait_for_step(proc, out, at)
     pids = _rank_pids(proc.pid)
     frozen_at = time.monotonic()
     os.kill(pids[1], signal.SIGSTOP)
@@ -153,12 +171,23 @@ def test_ctrl_c_and_a_frozen_peer_end_in_one_line_and_the_run_resumes(tmp_path: 
     assert errors == [errors[0]] and "rank 0 of 2 waited --dist-timeout 5 s" in errors[0], err
     assert "--resume" in errors[0] and "pushforward/" not in err  # no traceback of ours
 
-    # what was written stays good: the run resumes to its end, steps in order
-    proc = _start(out, resume=True)
+    proc = _start(out, resume=True, run=run)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     steps = [int(str(r["step"])) for r in _rows(out)]
-    assert steps[-1] == 800 and steps == sorted(steps)
+    assert steps[-1] == end and steps == sorted(steps)
+
+
+@pytest.mark.heavy
+def test_a_frozen_peer_during_em_ends_in_one_line_and_the_fit_resumes(tmp_path: Path) -> None:
+    """EM's per-iteration all-reduce under the same --dist-timeout as a gradient step."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(16, 8)) * 3
+    x = centres[rng.integers(16, size=200_000)] + rng.normal(size=(200_000, 8))
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    run = ["gmm", "--data", f"npy:{tmp_path / 'x.npy'}", "--components", "16", "--steps", "150",
+           "--tol", "0", "--log-every", "1", "--checkpoint-every", "5"]  # fmt: skip
+    _freeze_a_rank_then_resume(tmp_path / "run", run, 12, 150)
 
 
 def _status(pid: int) -> str:

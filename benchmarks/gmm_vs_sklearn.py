@@ -10,14 +10,23 @@ and full; [1M, 64] with K = 64, diagonal), on data drawn from a random mixture o
 100 EM iterations from the same start (pushforward's k-means start, handed to scikit-learn as
 its weights_init, means_init and precisions_init; tol 0, so both run all 100), then each
 library's own default start (``--seeds``), with pushforward's ``--restarts`` too, comparing the
-training log-likelihood each ends at.
+training log-likelihood each ends at. ``--pycave PYTHON`` adds pycave to each row of the first
+table: the same data and start means, 100 full-batch EM iterations in float32, run by
+``benchmarks/pycave_em.py`` under PYTHON, an interpreter of the virtual environment pycave is
+installed in (it pins an old torch).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
@@ -55,11 +64,31 @@ def mixture_data(n: int, d: int, k: int, seed: int = 0) -> torch.Tensor:
     return means[label] + spread[label] * torch.randn(n, d, generator=g, dtype=torch.float64)
 
 
-def same_start(x: torch.Tensor, k: int, cov: str, dev: torch.device, dtype: str) -> str:
+def pycave_fit(
+    python: str, x: torch.Tensor, means: torch.Tensor, cov: str, threads: int
+) -> tuple[str, float]:
+    """pycave's 100 full-batch EM iterations from the same start means, in its own interpreter:
+    the table's last cells (its log-likelihood, seconds, ratio to scikit-learn filled later)."""
+    with tempfile.TemporaryDirectory() as d:
+        np.save(f"{d}/x.npy", x.cpu().numpy())
+        np.save(f"{d}/means.npy", means.cpu().double().numpy())
+        script = str(Path(__file__).with_name("pycave_em.py"))
+        argv = [python, script, f"{d}/x.npy", f"{d}/means.npy", cov, "100", str(threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    iters = "" if got["iterations"] == 100 else f" ({got['iterations']} iterations)"
+    return f"{got['ll']:.4f} | {got['seconds']:.2f}{iters}", got["seconds"]
+
+
+def same_start(
+    x: torch.Tensor, k: int, cov: str, dev: torch.device, dtype: str, pycave: str | None = None
+) -> str:
     """100 EM iterations of each from pushforward's k-means start: one table row."""
     m = GMM(GMMConfig(components=k, covariance=cov, tol=0, dtype=dtype), (x.shape[1],)).to(dev)
     xt = x.to(dev)
     m.start(xt, torch.Generator().manual_seed(0))
+    start_means = m.means.clone()
     prec = m.covariances.inverse() if cov == "full" else 1 / m.covariances
     init = {
         "weights_init": m.weights.double().cpu().numpy(),
@@ -80,10 +109,14 @@ def same_start(x: torch.Tensor, k: int, cov: str, dev: torch.device, dtype: str)
     theirs_s = time.perf_counter() - t
     ours, theirs = float(m.log_prob(xt).mean()), float(sk.score(x.numpy()))
     n, d = x.shape
-    return (
+    row = (
         f"| [{n:,}, {d}] | {cov} | {k} | {dtype} | {ours:.4f} | {theirs:.4f} | {ours - theirs:+.5f} "
         f"| {ours_s:.2f} | {theirs_s:.2f} | {theirs_s / ours_s:.2f}x |"
     )
+    if pycave is None:
+        return row
+    cells, pc_s = pycave_fit(pycave, x, start_means, cov, torch.get_num_threads())
+    return row + f" {cells} | {theirs_s / pc_s:.2f}x |"
 
 
 def own_starts(x: torch.Tensor, k: int, cov: str, seeds: int, restarts: int) -> list[str]:
@@ -108,20 +141,31 @@ def own_starts(x: torch.Tensor, k: int, cov: str, seeds: int, restarts: int) -> 
 
 
 def shapes(
-    dev: torch.device, dtypes: list[str], seeds: int, restarts: int, big: bool, small: bool = True
+    dev: torch.device,
+    dtypes: list[str],
+    seeds: int,
+    restarts: int,
+    big: bool,
+    small: bool = True,
+    pycave: str | None = None,
 ) -> None:
-    print(
+    head = (
         "| data | cov | K | dtype | pushforward LL | sklearn LL | diff | pf s | sk s | speed-up |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
+    if pycave is not None:
+        head, rule = head + " pycave LL | pycave s | pycave speed-up |", rule + "---|---|---|"
+    print(head)
+    print(rule)
     cases = [(100_000, 32, 16, "diag"), (100_000, 32, 16, "full")] if small else []
     if big:
         cases.append((1_000_000, 64, 64, "diag"))
     for n, d, k, cov in cases:
         x = mixture_data(n, d, k)
         for dtype in dtypes:
-            print(same_start(x, k, cov, dev, dtype), flush=True)
-    if not small:
+            pc = pycave if dtype == dtypes[-1] else None
+            print(same_start(x, k, cov, dev, dtype, pc), flush=True)
+    if not small or not seeds:
         return
     print()
     print(f"| data | cov | K | seed | pushforward | pushforward, {restarts} restarts | sklearn |")
@@ -142,13 +186,19 @@ def main() -> None:
     p.add_argument("--restarts", type=int, default=4, help="--shapes: restarts compared")
     p.add_argument("--no-big", action="store_true", help="--shapes: skip [1M, 64]")
     p.add_argument("--only-big", action="store_true", help="--shapes: only [1M, 64]")
+    p.add_argument(
+        "--pycave",
+        help="--shapes: a Python with pycave installed (its own venv), timed beside the others",
+    )
+    p.add_argument("--no-own-starts", action="store_true", help="--shapes: skip the seeds table")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {dev}")
     if args.shapes:
         big, small = not args.no_big, not args.only_big
-        shapes(dev, args.dtypes.split(","), args.seeds, args.restarts, big, small)
+        seeds = 0 if args.no_own_starts else args.seeds
+        shapes(dev, args.dtypes.split(","), seeds, args.restarts, big, small, args.pycave)
         return
     print(
         "| data | cov | K | pushforward LL | sklearn LL | diff | iters (pf / sk) | pf s | sk s | speed-up |"

@@ -20,7 +20,7 @@ from pushforward.models import MODELS
 from pushforward.recipes import resolve_options
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = sorted((ROOT / "docs").rglob("*.md"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PREFIXES = ("npy:", "idx:", "images:", "cifar10:")
 
 
@@ -91,7 +91,7 @@ def test_the_docs_speak_to_users_not_about_their_history() -> None:
     """No issue numbers and no development history in what users read: the README, the docs
     and lessons, and the package's docstrings and comments."""
     history = re.compile(r"\bissues?[ -]#?\d+|\bsessions?\b|\bearlier notes\b", re.I)
-    texts = [ROOT / "README.md", *DOCS, *(ROOT / "docs" / "course").glob("*.py")]
+    texts = [*DOCS, *(ROOT / "docs" / "course").glob("*.py")]
     texts += sorted((ROOT / "src" / "pushforward").rglob("*.py"))
     found = [
         f"{p.relative_to(ROOT)}:{i}: {line.strip()}"

@@ -60,12 +60,11 @@ def _stream(path: Path, gz: bool, fix: str) -> Iterator[gzip.GzipFile | io.Buffe
         with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             yield f
     except (OSError, EOFError, zlib.error) as e:
-        what = (
-            f"corrupt or truncated gzip ({e}); delete it and fetch it again,"
-            if gz
-            else (f"cannot read ({e});")
-        )
-        raise PushforwardError(f"{path}: {what} {fix}") from None
+        if gz:
+            raise PushforwardError(
+                f"{path}: corrupt or truncated gzip ({e}); delete it and fetch it again, {fix}"
+            ) from None
+        raise PushforwardError(f"{path}: cannot read ({e}); {fix}") from None
 
 
 def open_idx(path: Path, fix: str) -> IdxFile:
@@ -77,7 +76,7 @@ def open_idx(path: Path, fix: str) -> IdxFile:
         raise PushforwardError(f"{path}: file not found; {fix}") from None
     if not stat_mod.S_ISREG(st.st_mode):
         raise PushforwardError(f"{path}: not a regular file (a folder, pipe or device); {fix}")
-    with open(path, "rb") as f:
+    with _stream(path, False, fix) as f:  # a file it may not read is one line too
         gz = f.read(2) == b"\x1f\x8b"
     with _stream(path, gz, fix) as f:
         head = f.read(4)

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import PushforwardError
 from ..limits import check_fits, read_file
-from .rows import CHUNK_BYTES, Examples, Rows, chunks, fill
+from .rows import Examples, Rows, chunk_rows, chunks, fill
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -106,15 +106,22 @@ def _wrong_size(header: IdxFile, got: int | None, fix: str) -> None:
     )
 
 
+def _mapped(header: IdxFile) -> np.ndarray:
+    """A plain file's data [*dims] in the stored dtype, mapped read-only (a file cannot map zero
+    bytes: an empty array then, which the data checks name)."""
+    if not header.nbytes:
+        return np.empty(header.dims, header.dtype)
+    return np.memmap(header.path, header.dtype, "r", header.offset, header.dims)
+
+
 def idx_parts(header: IdxFile, rows: int, fix: str) -> Iterator[np.ndarray]:
     """The data, ``rows`` first-dim entries at a time, each [n, *dims[1:]] in the stored dtype:
     a .gz is inflated once, one part at a time, and never past its claim plus one byte (a small
     file that would inflate to gigabytes stops there)."""
     if not header.gz:
-        if header.nbytes:  # a file cannot map zero bytes
-            data = np.memmap(header.path, header.dtype, "r", header.offset, header.dims)
-            for s in range(0, len(data), rows):
-                yield np.asarray(data[s : s + rows])
+        data = _mapped(header)
+        for s in range(0, len(data), rows):
+            yield np.asarray(data[s : s + rows])
         return
     row_bytes = header.nbytes // max(1, header.dims[0])
     with _stream(header.path, True, fix) as f:
@@ -177,18 +184,13 @@ def read_idx_images(path: Path, fix: str, memory: int | None = None) -> Examples
     shape = torch.Size((n, header.dims[3] if last else 1, h, w))
     check_fits(4 * math.prod(shape), f"{path}: IDX images of {header.dims}", fix)
     if not header.gz:
-        data = (  # a file cannot map zero bytes; the data checks name an empty set
-            np.memmap(header.path, header.dtype, "r", header.offset, header.dims)
-            if header.nbytes
-            else np.empty(header.dims, header.dtype)
-        )
-        rows = Rows(data, str(path), scale=255.0, channels_last=last)
+        rows = Rows(_mapped(header), str(path), scale=255.0, channels_last=last)
         if memory is not None and 4 * math.prod(shape) > memory:
             return rows
         return fill(shape, chunks(rows), str(path), fix)
     parts = (
         Rows(p, str(path), scale=255.0, channels_last=last)[:]
-        for p in idx_parts(header, max(1, CHUNK_BYTES // max(1, 4 * math.prod(shape[1:]))), fix)
+        for p in idx_parts(header, chunk_rows(shape), fix)
     )
     return fill(shape, parts, str(path), fix)
 

@@ -118,9 +118,11 @@ class Rows:
 Examples = torch.Tensor | Rows
 
 
-def chunk_rows(x: Examples, max_bytes: int = CHUNK_BYTES) -> int:
-    """Rows of float32 examples in ``max_bytes`` (at least one)."""
-    return max(1, max_bytes // (4 * max(1, math.prod(x.shape[1:]))))
+def chunk_rows(x: Examples | torch.Size, max_bytes: int = CHUNK_BYTES) -> int:
+    """Rows of float32 examples (of x, or of this shape [N, ...]) in ``max_bytes`` (at least
+    one)."""
+    shape = x if isinstance(x, torch.Size) else x.shape
+    return max(1, max_bytes // (4 * max(1, math.prod(shape[1:]))))
 
 
 def chunks(x: Examples, rows: int | None = None) -> Iterator[torch.Tensor]:

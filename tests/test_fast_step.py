@@ -23,10 +23,15 @@ from pushforward.errors import Interrupted
 from pushforward.training import parts
 
 FAULTS = """
-import resource, sys, torch
+import ctypes, os, resource, sys, torch
 from pushforward.limits import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+elif sys.argv[1] == "default":  # glibc's default threshold, pinned (M_MMAP_THRESHOLD)
+    assert ctypes.CDLL("libc.so.6").mallopt(-3, 131072) == 1
+else:  # an allocator tuned in the environment is the user's: left as it is
+    os.environ["MALLOC_TOP_PAD_"] = "0"
+    assert not keep_freed_memory()
 def step():  # ten 8 MiB temporaries alive at once, then all freed, as in a training step
     held = [torch.ones(1 << 21) for _ in range(10)]
     return sum(float(t[0]) for t in held)
@@ -44,15 +49,18 @@ def test_freed_memory_is_reused_not_faulted_in_again() -> None:
     """glibc hands large freed blocks back to the kernel, and the next step faults them in
     again page by page. How often depends on its adaptive thresholds (a training step of the MLP
     VAE measured 1,800 faults); here they are pinned at glibc's defaults, so the 80 MiB a step
-    frees come back as 20,480 faults every step, and keep_freed_memory must bring that to 0."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    frees come back as 20,480 faults every step, and keep_freed_memory must bring that to 0,
+    unless the environment tunes the allocator itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
+    env["OMP_NUM_THREADS"] = "1"
     faults = {}
-    for mode in ("default", "keep"):
+    for mode in ("default", "keep", "user"):
         cmd = [sys.executable, "-c", FAULTS, mode]
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=120)
         faults[mode] = int(out.stdout)
     assert faults["default"] > 20 * 20_000, faults  # measured 409,800
     assert faults["keep"] < 1000, faults  # measured 0
+    assert faults["user"] > 20 * 20_000, faults  # the heap not kept: faulted in as by default
 
 
 class _HostSyncs(TorchDispatchMode):

@@ -121,6 +121,7 @@ def _read_regular(path: Path, fix: str, limit: int | None) -> bytes:
 
 
 _ALLOCATOR_TUNED = False
+_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
 def keep_freed_memory() -> bool:
@@ -128,10 +129,16 @@ def keep_freed_memory() -> bool:
     asking the kernel for fresh zeroed pages. CPU tensors come straight from malloc, which by
     default returns large blocks (over 128 KiB) to the kernel on free: an MLP VAE step at batch
     128 then took about 1,800 page faults, a third of its time on 2 cores
-    (docs/benchmarks.md). Process-wide and idempotent; True where it took effect (glibc)."""
+    (docs/benchmarks.md). Process-wide and idempotent; True where it took effect (glibc).
+    An allocator tuned in the environment (``MALLOC_*_``, ``GLIBC_TUNABLES``) is left as the
+    user set it: they chose its trade, e.g. to hold a process's memory steady under a limit."""
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return True
+    if any(k in os.environ for k in _MALLOC_ENV) or "malloc" in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        return False
     try:
         import ctypes
         import ctypes.util

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import pushforward
+from pushforward.errors import PushforwardError
 from pushforward.metrics.features import classifier_for, embed
 from pushforward.training.frames import read_snapshots
 
@@ -250,6 +251,27 @@ def test_existing_run_is_never_overwritten(cli, tmp_path: Path) -> None:
 def test_sample_rejects_unknown_extension(cli) -> None:
     assert cli("train", "gmm", "--data", "ring8", "--out", "r", "--steps", "2")[0] == 0
     assert_user_error(cli("sample", "r", "--out", "x.jpg"), "x.jpg", ".npy")
+
+
+def test_sample_and_eval_at_a_temperature(cli, tmp_path: Path) -> None:
+    """--temperature halves each draw's distance from its component's mean (same seed, same
+    components), names the picture it writes, is kept in eval.json, and 0 is refused."""
+    args = ("train", "gmm", "--data", "ring8", "--components", "8", "--steps", "20")
+    assert cli(*args, "--out", "r", "--snapshots", "0")[0] == 0
+    for t in ("1", "0.5"):
+        assert cli("sample", "r", "-n", "400", "--temperature", t, "--out", f"t{t}.npy")[0] == 0
+    one, half = np.load("t1.npy"), np.load("t0.5.npy")  # [400, 2]
+    means = pushforward.load("r").model.means.numpy()  # [8, 2]
+    # half = mean_k + (one - mean_k) / 2, so 2 * half - one is the draw's own component mean
+    assert np.abs(2 * half - one - means[:, None]).max(-1).min(0).max() < 1e-5
+    code, out, _ = cli("sample", "r", "--temperature", "0.25")
+    assert code == 0 and (tmp_path / "r" / "samples-t0.25-n64-seed0.png").exists(), out
+    assert cli("eval", "r", "--metrics", "modes", "--temperature", "0.5")[0] == 0
+    assert json.loads((tmp_path / "r" / "eval.json").read_text())["temperature"] == 0.5
+    assert_user_error(cli("sample", "r", "--temperature", "0"), "--temperature")
+    assert_user_error(cli("eval", "r", "--temperature", "-1"), "--temperature")
+    with pytest.raises(PushforwardError, match="--temperature"):
+        pushforward.load("r").sample(4, temperature=float("nan"))
 
 
 def test_recon_needs_an_encoder(cli) -> None:

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import math
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-import numpy as np
-
 from . import dist, recipes
 from .config import INT_LIMIT, TrainConfig, add_flags, whole_number
 from .errors import Interrupted, PushforwardError
-from .files import atomic_write_bytes, safe_name
+from .files import safe_name
 from .limits import out_of_memory
 from .metrics import compare
 from .models import MODELS
@@ -38,6 +35,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+SEED = whole_number(-INT_LIMIT)
+
+
 def positive_number(text: str) -> float:
     """An argparse type: a finite number above 0."""
     try:
@@ -47,9 +47,6 @@ def positive_number(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
     return value
-
-
-SEED = whole_number(-INT_LIMIT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +131,13 @@ def _sample_parser(sample: argparse.ArgumentParser) -> None:
     _sampler_flag(sample, "vae: z from the prior or from an ex-post GMM of the codes")
     sample.add_argument(
         "--components", type=whole_number(1), default=10, help="components of the ex-post GMM"
+    )
+    sample.add_argument(
+        "--temperature",
+        type=positive_number,
+        default=1.0,
+        help="spread of the base distribution about its centres (1: as trained; below 1: "
+        "nearer the modes, less varied)",
     )
 
 
@@ -230,7 +234,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from . import pictures, plots
+    from . import pictures
     from .run import Run
 
     if args.out and Path(args.out).suffix not in (".png", ".npy"):
@@ -245,28 +249,10 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     elif args.interpolate:
         pic = pictures.interpolations(run, args.n, args.steps, args.seed)
     else:
-        how = (args.seed, args.sampler, args.components, args.label, picture)
+        how = (args.seed, args.sampler, args.components, args.label, picture, args.temperature)
         pic = pictures.samples(run, shown, *how)
-    named = pic.kind if args.label is None else f"{pic.kind}-label{args.label}"
-    out = Path(args.out) if args.out else run.path / f"{named}-n{args.n}-seed{args.seed}.png"
-    if out.suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, pic.x.numpy(), allow_pickle=False)
-        atomic_write_bytes(out, buf.getvalue())
-    elif out.suffix == ".png":
-        ref = run.data.train[:20000].cpu()
-        title = f"{run.model_name}: {pic.kind}"
-        png = plots.samples_figure(pic.x, ref, title, run.data.log_prob, pic.nrow, pic.rows)
-        plots.write(out, png)
-    if pic.by_class:
-        print(f"wrote {out} ({len(pic.x)} samples: a row of {pic.nrow} for each class)")
-    elif pic.kind != "samples" or shown == args.n:
-        print(f"wrote {out} ({args.n} {pic.kind})")
-    else:
-        print(
-            f"wrote {out} ({shown:,} of the {args.n:,} samples: a picture shows at most that "
-            "many; --out FILE.npy writes them all)"
-        )
+    out = Path(args.out) if args.out else None
+    print(pictures.write(run, pic, out, (args.n, shown), args.seed, args.label, args.temperature))
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

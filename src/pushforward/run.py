@@ -8,6 +8,7 @@ metrics, metrics/health, models, models/saved, run_folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,11 @@ class EvalOptions(Options):
         "classifier",
         "the sample metrics' features: the data set's classifier, or the FID network's",
         ("classifier", "inception"),
+    )
+    temperature: float = option(
+        1.0,
+        "spread of the base distribution the sample metrics draw from (1: as trained)",
+        above=0,
     )
     feature_weights: str | None = option(None, "Inception weights file (.pth)")
 
@@ -188,6 +194,7 @@ class Run:
         sampler: str = "prior",
         components: int = 10,
         label: int | Sequence[int] | torch.Tensor | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """n samples [n, *shape] on the CPU; the same seed gives the same samples.
 
@@ -195,9 +202,15 @@ class Run:
         encoder means of the training data (ex-post density estimation, Ghosh et al. 2020)
         instead of from the prior, so samples come from where the data's codes actually are.
         ``label`` (a run trained with --conditional): the class of every sample, or one per
-        sample; by default classes come as often as in the training data."""
+        sample; by default classes come as often as in the training data. ``temperature``
+        scales the spread of the base distribution (or of the ex-post GMM) about its centres:
+        below 1, samples nearer the modes and less varied."""
         if n < 1:
             raise PushforwardError(f"-n {n}: ask for at least one sample")
+        if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+            raise PushforwardError(
+                f"--temperature {temperature}: give a number above 0 (1 samples as trained)"
+            )
         if sampler not in ("prior", "gmm"):
             raise PushforwardError(f"--sampler {sampler!r}: choose prior or gmm")
         dim = self.data.dim
@@ -210,11 +223,11 @@ class Run:
 
         def draw(i: int, m: int) -> torch.Tensor:
             asked = labels if labels is None or len(labels) == 1 else labels[i : i + m]
-            if sampler == "prior":  # a model that is not conditional need not take labels
-                return model.sample(m, g) if asked is None else model.sample(m, g, asked)
+            if sampler == "prior":
+                return model.sample(m, g, asked, temperature)
             encoder, density = self._encoder("--sampler gmm"), self.expost_gmm(components)
             y = model.draw_labels(m, asked, g)
-            return encoder.generate(density.sample(m, g), g, y)
+            return encoder.generate(density.sample(m, g, temperature=temperature), g, y)
 
         # in chunks, so the networks' activations stay bounded for any n
         return torch.cat(
@@ -347,7 +360,7 @@ class Run:
                 f"--data {data}: examples of shape {tuple(real.shape[1:])}, the model was trained "
                 f"on {shape}; evaluate on data of the training shape"
             )
-        fake = self.sample(opts.n_fake, opts.seed, opts.sampler)
+        fake = self.sample(opts.n_fake, opts.seed, opts.sampler, temperature=opts.temperature)
         name = data or self.train_config.data
         e = EvalInput(
             self.model,
@@ -369,6 +382,7 @@ class Run:
             split=split,
             data=name,
             **({"sampler": opts.sampler} if opts.sampler != "prior" else {}),
+            **({"temperature": opts.temperature} if opts.temperature != 1 else {}),
             n_real=len(real),
             n_fake=opts.n_fake,
             seed=opts.seed,

@@ -146,6 +146,17 @@ def test_mixture_prior_is_a_normalised_density() -> None:
     assert torch.allclose(z.mean(0), (w[:, None] * prior.means.detach()).sum(0), atol=0.03)
 
 
+@pytest.mark.parametrize("prior", ["mog", "vamp"])
+def test_temperature_scales_each_prior_component_about_its_mean(prior: str) -> None:
+    """At temperature 0.5 a draw keeps its component and halves its offset from the mean."""
+    m = _vae((2,), prior=prior, prior_components=5, latent_dim=3)
+    with torch.no_grad():
+        means = m.prior.means if prior == "mog" else m.prior.components()[0]  # [5, 3]
+    one, half = (m.prior.sample(500, torch.Generator().manual_seed(0), t) for t in (1.0, 0.5))
+    gap = (2 * half - one)[:, None] - means.detach()  # [500, 5, 3]
+    assert gap.abs().amax(-1).min(1).values.max() < 1e-5
+
+
 def test_vamp_prior_is_the_mixture_of_posteriors_at_pseudo_inputs() -> None:
     m = _vae((1, 8, 8), prior="vamp", prior_components=5, latent_dim=3)
     z = torch.randn(7, 3)

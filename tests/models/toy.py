@@ -61,9 +61,17 @@ class Toy(Model, ExactDensity):
         return {"loss": nll}
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        self.draw_labels(n, labels, generator)  # refuses labels: it is not conditional
         eps = torch.randn(n, self.mean.numel(), generator=generator).to(self.mean)
-        return (self.mean + self.log_std.exp() * eps).reshape(n, *self.data_shape).float()
+        x = self.mean + temperature * self.log_std.exp() * eps  # [n, d]
+        return x.reshape(n, *self.data_shape).float()
 
     def sampler_parameters(self) -> int:
         return 2 * self.mean.numel()

@@ -122,10 +122,13 @@ class Model(nn.Module, ABC):
         n: int,
         generator: torch.Generator | None = None,
         labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """n draws [n, *shape], float32, on the model's device; the generator fixes them. A
         conditional model draws class ``labels`` (one, or one per sample [n]), or by default
-        classes as often as the training data has them."""
+        classes as often as the training data has them. ``temperature`` scales the spread of the
+        base distribution about its centres (its standard deviation; 1: the trained model): below
+        1 trades diversity for samples nearer the modes."""
 
     def draw_labels(
         self, n: int, asked: torch.Tensor | int | None, generator: torch.Generator | None

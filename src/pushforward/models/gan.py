@@ -231,23 +231,26 @@ class GAN(GeneratorFrames, Model):
         n: int,
         generator: torch.Generator | None = None,
         device: torch.device | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """z [n, latent_dim] from the base distribution: drawn on the host with ``generator``
         (samples), or on ``device`` (training steps: a compiled step on a GPU draws it inside
-        its CUDA graph, which a copy from the host would break)."""
+        its CUDA graph, which a copy from the host would break). ``temperature`` scales the
+        spread about the centre: the cube's half-width, the Gaussian's or each mixture
+        component's standard deviation."""
         shape = (n, self.config.latent_dim)
         # generator only when given: torch.compile cannot trace generator=None
         draw: dict[str, Any] = (
             {"generator": generator} if generator is not None else {"device": device}
         )
         if self.config.noise == "uniform":
-            return torch.rand(shape, **draw) * 2 - 1
+            return (torch.rand(shape, **draw) * 2 - 1) * temperature
         if self.config.noise == "mixture":
             c = self._centres_cpu if device is None else self.noise_centres
             assert isinstance(c, torch.Tensor)
             k = torch.randint(len(c), (n,), **draw)
-            return c[k] + 0.2 * torch.randn(shape, **draw)
-        return torch.randn(shape, **draw)
+            return c[k] + (0.2 * temperature) * torch.randn(shape, **draw)
+        return torch.randn(shape, **draw) * temperature
 
     def generate(
         self, z: torch.Tensor, net: nn.Module | None = None, y: torch.Tensor | None = None
@@ -307,6 +310,7 @@ class GAN(GeneratorFrames, Model):
         n: int,
         generator: torch.Generator | None = None,
         labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """G(z) for n draws of z (under class labels, conditional): [n, *shape], from the EMA
         generator when there is one. Eval mode, so batch norm uses running statistics."""
@@ -314,7 +318,7 @@ class GAN(GeneratorFrames, Model):
         was = net.training
         net.eval()
         y = self.draw_labels(n, labels, generator)
-        z = self.noise(n, generator).to(next(self.parameters()).device)
+        z = self.noise(n, generator, temperature=temperature).to(next(self.parameters()).device)
         x = self.generate(z, net, y).float()
         net.train(was)
         return x

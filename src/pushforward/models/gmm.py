@@ -226,11 +226,13 @@ class GMM(Model, ExactDensity, MixtureEM):
         n: int,
         generator: torch.Generator | None = None,
         labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n draws: a component by weight, then mu_k + L_k z. Returns float32 [n, *shape]."""
+        """n draws: a component by weight, then mu_k + T L_k z. Returns float32 [n, *shape]."""
         self.draw_labels(n, labels, generator)  # refuses labels: the mixture is not conditional
         k = torch.multinomial(self.weights.float().cpu(), n, replacement=True, generator=generator)
         z = torch.randn(n, self.means.shape[1], generator=generator, dtype=self.means.dtype)
+        z = z * temperature  # [n, D]
         k, z = k.to(self.means.device), z.to(self.means.device)
         if self.config.covariance == "full":
             chol = _stable_cholesky(self.covariances, self.config.reg_covar)

@@ -25,7 +25,10 @@ class Prior(nn.Module):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """z [n, d]; ``temperature`` scales each component's standard deviation."""
         raise NotImplementedError
 
     def analytic_kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
@@ -44,8 +47,10 @@ class StandardNormal(Prior):
         """z [B, d] -> [B]."""
         return -0.5 * (z.pow(2).sum(-1) + self.latent_dim * math.log(2 * math.pi))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator) * temperature
 
     def analytic_kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
         """KL(N(mu, diag exp(logvar)) || N(0, I)) per example and dimension: [B, d]."""
@@ -96,14 +101,16 @@ class MixturePrior(Prior):
         log_w = torch.log_softmax(self.logits, 0)
         return torch.logsumexp(log_normal_components(z, self.means, logvars) + log_w, dim=-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         with torch.no_grad():
             k = torch.multinomial(
                 torch.softmax(self.logits, 0).cpu(), n, replacement=True, generator=generator
             )
             eps = torch.randn(n, self.latent_dim, generator=generator)
             std = (0.5 * self.logvars.clamp(-10, 5)).exp().cpu()
-            return self.means.detach().cpu()[k] + std[k] * eps
+            return self.means.detach().cpu()[k] + temperature * std[k] * eps
 
 
 class VampPrior(Prior):
@@ -140,11 +147,13 @@ class VampPrior(Prior):
         mu, logvar = self.components()
         return torch.logsumexp(log_normal_components(z, mu, logvar), dim=-1) - math.log(len(mu))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         with torch.no_grad():
             mu, logvar = (t.cpu() for t in self.components())
             k = torch.randint(len(mu), (n,), generator=generator)
-            return mu[k] + (0.5 * logvar[k]).exp() * torch.randn(
+            return mu[k] + temperature * (0.5 * logvar[k]).exp() * torch.randn(
                 n, self.latent_dim, generator=generator
             )
 

@@ -315,10 +315,11 @@ class VAE(LatentFrames, Model, ImportanceWeighted, Encoder):
         n: int,
         generator: torch.Generator | None = None,
         labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """z ~ p(z) pushed through the decoder (under the class labels, conditional): [n, *shape]."""
         y = self.draw_labels(n, labels, generator)
-        return self.generate(self.prior.sample(n, generator), generator, y)
+        return self.generate(self.prior.sample(n, generator, temperature), generator, y)
 
     @torch.no_grad()
     def generate(

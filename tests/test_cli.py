@@ -377,6 +377,20 @@ def test_experiment_mode_collapse_quick(cli, tmp_path: Path) -> None:
     packed = json.loads((tmp_path / "mc" / "runs" / "ring8-pacgan4-0" / "config.json").read_text())
     assert packed["model_config"]["pack"] == 4  # the remedy really ran
     assert (tmp_path / "mc" / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    # a configuration scored at a temperature: its rows as trained and at 0.5, from one run
+    name = "r1 0.1 + ema + 100-component base"
+    code, _, err = cli("experiment", "mode-collapse", "--quick", "--only", "ring8", "--only", name)
+    assert code == 0, err
+    out = tmp_path / "experiments" / "mode-collapse"
+    row = json.loads((out / "results.json").read_text())["sets"]["ring8"][name]
+    assert row["temperature"] == 0.5 and row["per_seed"][0] != row["per_seed"][0]["as_trained"]
+    assert {"hq_spread", "as_trained"} <= set(row["per_seed"][0])
+    cfg = json.loads(
+        (out / "runs" / "ring8-r1-0-1---ema---100-component-base-0" / "config.json").read_text()
+    )
+    assert cfg["model_config"]["noise_components"] == 100 and cfg["train"]["steps"] == 150
+    table = (out / "summary.md").read_text()
+    assert f"| {name} | 150 |" in table and f"| {name}, temperature 0.5 | 150 |" in table
 
 
 def test_experiment_scale_and_only_run_one_row_longer(cli, tmp_path: Path) -> None:
@@ -385,7 +399,7 @@ def test_experiment_scale_and_only_run_one_row_longer(cli, tmp_path: Path) -> No
     assert code == 0, err
     out = tmp_path / "experiments" / "mode-collapse-x2"  # not over the 1x runs
     res = json.loads((out / "results.json").read_text())
-    assert res["steps"] == 300 and list(res["sets"]) == ["ring8"]
+    assert res["steps"] == {"ring8": {"pacgan4": 300}} and list(res["sets"]) == ["ring8"]
     assert list(res["sets"]["ring8"]) == ["pacgan4"]
     cfg = json.loads((out / "runs" / "ring8-pacgan4-0" / "config.json").read_text())
     assert cfg["train"]["steps"] == 300 and cfg["model_config"]["pack"] == 4

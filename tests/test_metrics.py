@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pushforward.data import TOY_MODES
+from pushforward.data import TOY_MODES, TOY_STD, load_dataset
 from pushforward.metrics.modes import mode_coverage
 
 RING = torch.as_tensor(TOY_MODES["ring8"])
@@ -34,6 +34,21 @@ def test_collapsed_and_off_mode_samples() -> None:
     # the 3-sd boundary: 0.029 away counts, 0.031 does not
     edge = RING[:1] + torch.tensor([[0.029, 0.0], [0.031, 0.0]], dtype=RING.dtype)
     assert mode_coverage(edge, RING, 0.01)["hq_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_spread_within_modes_is_one_for_the_data_and_halves_with_its_offsets(name: str) -> None:
+    """hq_spread compares the high-quality samples' distance from their modes with the data's:
+    test points score 1 (measured 0.999 and 1.003 on 10,000), the same points moved half way to
+    their modes 0.5, and points on the modes 0, whatever the other scores say."""
+    modes, std = torch.as_tensor(TOY_MODES[name]), TOY_STD[name]
+    x = load_dataset(name).test.double()  # [10000, 2]
+    nearest = modes[torch.cdist(x, modes).argmin(1)]
+    spreads = [mode_coverage(y, modes, std)["hq_spread"] for y in (x, (x + nearest) / 2, nearest)]
+    assert spreads[0] == pytest.approx(1.0, abs=0.02)
+    assert spreads[1] == pytest.approx(0.5, abs=0.03)  # cut at 3 sd: a few more points count
+    assert spreads[2] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(mode_coverage(torch.full((3, 2), 50.0), modes, std)["hq_spread"])  # none
 
 
 # ---------------------------------------------------------------- IWAE

@@ -44,10 +44,15 @@ class Job:
     score_args: dict[str, Any] = field(default_factory=dict)
 
 
-def _score_modes(run: Run, seed: int = 0) -> dict[str, Any]:
-    """PacGAN's mode coverage of 2,500 samples drawn with ``seed``."""
-    scores = run.evaluate(["modes"], n_fake=MODE_SAMPLES, seed=seed, write=False)
-    return {k: scores[k] for k in ("modes", "hq_fraction", "reverse_kl_modes")}
+def _score_modes(run: Run, seed: int = 0, temperature: float = 1.0) -> dict[str, Any]:
+    """PacGAN's mode coverage of 2,500 samples drawn with ``seed``, and their spread about the
+    modes; at a ``temperature`` other than 1, also the scores as trained (``as_trained``)."""
+
+    def at(t: float) -> dict[str, Any]:
+        scores = run.evaluate(["modes"], n_fake=MODE_SAMPLES, seed=seed, temperature=t, write=False)
+        return {k: scores[k] for k in ("modes", "hq_fraction", "reverse_kl_modes", "hq_spread")}
+
+    return at(1.0) if temperature == 1 else {**at(temperature), "as_trained": at(1.0)}
 
 
 def _sizes(run: Run) -> dict[str, Any]:

@@ -199,7 +199,8 @@ METRICS: dict[str, Metric] = {
         (("modes", "modes captured", None), ("hq_fraction", "high-quality samples", None)),
         "<code>modes</code>, <code>hq_fraction</code>, <code>reverse_kl_modes</code>: modes "
         "captured, fraction of samples within 3 standard deviations of a mode, KL of the mode "
-        "histogram from uniform (PacGAN's definitions, 2,500 samples).",
+        "histogram from uniform (PacGAN's definitions, 2,500 samples); <code>hq_spread</code>: "
+        "how far those samples lie from their modes, over the data's distance (1: as spread).",
     ),
     "two_sample": Metric(
         _two_sample,

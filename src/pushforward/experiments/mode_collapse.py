@@ -89,6 +89,19 @@ def _mean_se(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: mean_se([r[k] for r in per_seed]) for k in keys}
 
 
+def _figure(out: Path, configs: dict[str, Any], sets: list[str], seed: int) -> None:
+    """The first seed's samples of every configuration over each set's data, as scored."""
+    refs = {data: load_dataset(data).train[:20000] for data in sets}
+    samples = {
+        f"{data}/{name}": Run.load(out / "runs" / f"{data}-{slug(name)}-{seed}", "cpu").sample(
+            2500, seed=seed, temperature=configs[name].get("temperature", 1.0)
+        )
+        for data in sets
+        for name in configs
+    }
+    plots.write(out / "samples.png", plots.scatter_table(refs, list(configs), samples))
+
+
 def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
     seeds = [0] if quick else [0, 1, 2, 3, 4]
     named = [k for k in MODE_CONFIGS if k in settings.only]  # --quick may name any of them
@@ -140,16 +153,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
                 rows[name]["as_trained"] = _mean_se([r["as_trained"] for r in per_seed])
                 rows[name]["temperature"] = configs[name]["temperature"]
         results["sets"][data] = {name: rows[name] for name in configs}
-    # the first seed's samples of every configuration over each set's data, as it is scored
-    refs = {data: load_dataset(data).train[:20000] for data in sets}
-    samples = {
-        f"{data}/{name}": Run.load(out / "runs" / f"{data}-{slug(name)}-{seeds[0]}", "cpu").sample(
-            2500, seed=seeds[0], temperature=configs[name].get("temperature", 1.0)
-        )
-        for data in sets
-        for name in configs
-    }
-    plots.write(out / "samples.png", plots.scatter_table(refs, list(configs), samples))
+    _figure(out, configs, sets, seeds[0])
     return results
 
 

@@ -117,7 +117,7 @@ def _needs_labelled_images(e: EvalInput) -> str | None:
 def _nll(e: EvalInput) -> dict[str, Any]:
     """Exact for models with a density (GMM), the IWAE-k bound for the VAE."""
     if isinstance(e.model, ExactDensity):
-        return nll(e.model, e.real)
+        return nll(e.model, e.real, e.seed)
     assert isinstance(e.model, LikelihoodBound)
     return iwae(e.model, e.real, e.k, e.seed, labels=e.real_labels)
 

@@ -8,7 +8,7 @@ here and one line in ``MODELS``: the CLI, the run folder, ``bench`` and the cont
 May import, of this package: models/base, models/gan, models/gmm, models/vae.
 """
 
-from .base import Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model
+from .base import Dequantized, Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model
 from .gan import GAN, GANConfig
 from .gmm import GMM, GMMConfig
 from .vae import VAE, VAEConfig
@@ -20,6 +20,7 @@ __all__ = [
     "GMM",
     "MODELS",
     "VAE",
+    "Dequantized",
     "Encoder",
     "ExactDensity",
     "FitsByEM",

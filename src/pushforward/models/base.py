@@ -5,7 +5,9 @@ A model is a :class:`Model` (``phases``, ``optimizers``, ``loss``, ``sample``, .
 capabilities it declares by deriving from them, so callers ask ``isinstance(model, Encoder)``
 instead of probing for methods:
 
-- :class:`ExactDensity`: ``log_prob`` is the exact density (the GMM);
+- :class:`ExactDensity`: ``log_prob`` is the exact density (the GMM, the flow);
+- :class:`Dequantized`: the density is over pixels spread over their cells (the flow on
+  images), so its NLL is scored on dequantized held-out images;
 - :class:`LikelihoodBound`: ``elbo`` and ``iwae_bound`` bound log p(x) (the VAE);
 - :class:`Encoder`: ``encode`` x to a posterior over z with a ``prior`` (the VAE);
 - :class:`FitsByEM`: fitted in closed form by ``fit``, not by the gradient loop (the GMM).
@@ -217,6 +219,22 @@ class ExactDensity(ABC):
     @abstractmethod
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) of each example: x [N, *shape] -> [N]."""
+
+
+class Dequantized(ABC):
+    """An exact density over dequantized pixels: images on L levels, k / (L - 1), spread
+    uniformly over their cells, (k + u) / L. Its held-out NLL is -E_u[log p] + D log L, an upper
+    bound on the discrete images' NLL (the scale of published bits per dimension)."""
+
+    @abstractmethod
+    def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x [B, *shape] on the pixel levels -> the same spread over their cells, u drawn with
+        ``generator``; data that is not on levels comes back as it is."""
+
+    @abstractmethod
+    def discrete_shift(self) -> float:
+        """D log L, the log-volume term that puts the density on the discrete scale (0 when
+        nothing is dequantized)."""
 
 
 class LikelihoodBound(ABC):

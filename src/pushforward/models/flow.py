@@ -42,7 +42,7 @@ from .flow_layers import (
     masks,
     vector_net,
 )
-from .nets import Standardize, adam
+from .nets import Standardize, adam, check_arch
 
 LOG_2PI = math.log(2 * math.pi)
 START_EXAMPLES = 1024  # ActNorm's data-dependent start reads this many training examples
@@ -106,8 +106,7 @@ class Flow(Model, ExactDensity, Dequantized):
     def resolve_config(cls, cfg: FlowConfig, data: Dataset, seed: int = 0) -> FlowConfig:
         """Read the pixel levels from the images, and refuse what cannot be a coupling flow."""
         images = data.kind == "images"
-        if cfg.arch == "conv" and not images:
-            raise PushforwardError("--arch conv needs image data; use --arch mlp for points")
+        check_arch(cfg.arch, 0, images)
         if data.dim < 2:
             raise PushforwardError(
                 f"data {data.name!r} has 1 dimension: a coupling flow splits the features in "
@@ -163,8 +162,9 @@ class Flow(Model, ExactDensity, Dequantized):
             return self.standardize(x), -self.standardize.log_scale_sum().expand(len(x))
         a = self.config.logit_alpha
         p = a + (1 - 2 * a) * x.clamp(0, 1)
-        h = p.log() - (-p).log1p()  # [B, C, H, W]
-        logdet = (math.log(1 - 2 * a) - p.log() - (-p).log1p()).flatten(1).sum(1)
+        log_p, log_q = p.log(), (-p).log1p()  # [B, C, H, W] each
+        h = log_p - log_q
+        logdet = (math.log(1 - 2 * a) - log_p - log_q).flatten(1).sum(1)
         if self.squeeze is not None:
             h = self.squeeze(h)[0]
         return h.reshape(len(x), *self.shape), logdet
@@ -207,12 +207,15 @@ class Flow(Model, ExactDensity, Dequantized):
     def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels on L levels, k / (L - 1), spread uniformly over their cells: (k + u) / L.
         Points and continuous images are returned as they are."""
-        levels = self.config.levels or 0
-        if not self.images or levels < 2:
+        if self.discrete_shift() == 0:
             return x
         u = torch.rand(x.shape, generator=generator, device=None if generator else x.device)
-        k = (x * (levels - 1)).round()
-        return (k + u.to(x)) / levels
+        return self._in_cells(x, u.to(x))
+
+    def _in_cells(self, x: torch.Tensor, u: torch.Tensor | float) -> torch.Tensor:
+        """Pixels k / (L - 1) moved to the point ``u`` (in [0, 1)) across their cell: (k + u) / L."""
+        levels = self.config.levels or 0
+        return ((x * (levels - 1)).round() + u) / levels
 
     def discrete_shift(self) -> float:
         """D log L: what turns the dequantized density's NLL into the bound on the discrete
@@ -240,9 +243,8 @@ class Flow(Model, ExactDensity, Dequantized):
         if not self.images:
             self.standardize.fit(data.train)
         x = in_memory(data.train[:START_EXAMPLES]).to(self.device)
-        if self.images and (self.config.levels or 0) >= 2:
-            levels = self.config.levels or 0
-            x = ((x * (levels - 1)).round() + 0.5) / levels
+        if self.discrete_shift() != 0:
+            x = self._in_cells(x, 0.5)
         h = self._into_flow(x)[0]
         for step in self.steps:
             if isinstance(step, ActNorm):

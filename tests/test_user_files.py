@@ -139,15 +139,54 @@ def test_bench_refuses_data_without_a_test_split_before_training(cli, tmp_path: 
 
 
 def test_ctrl_c_while_importing_is_one_line(tmp_path: Path) -> None:
-    """SIGINT lands while torch is still importing (a second or more)."""
+    """SIGINT lands while torch and numpy are still importing (a second or more): at any
+    moment, never a half-initialised module's error, and never a run that goes on."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pushforward", "train", *GAN, "--out", str(tmp_path / "r")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip() == "interrupted"
+    for delay in (0.3, 0.45, 0.7):
+        out = tmp_path / f"r{delay}"
+        cmd = [sys.executable, "-m", "pushforward", "train", *GAN, "--out", str(out)]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip() == "interrupted"
+        assert not out.exists()
+
+
+SWALLOWING_IMPORT = """
+import importlib.abc, importlib.util, os, signal, sys
+
+class Loader(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        # a library whose import catches everything, as some do around optional parts
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(3_000_000))
+        except BaseException:
+            pass
+        module.main = lambda: 0
+
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "pushforward.cli":
+            return importlib.util.spec_from_loader(name, Loader())
+        return None
+
+sys.meta_path.insert(0, Finder())
+from pushforward.__main__ import main
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_is_not_lost_in_an_import_that_catches_everything() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SWALLOWING_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", proc.stderr
 
 
 def test_a_damaged_classifier_cache_is_rebuilt(capsys: pytest.CaptureFixture[str]) -> None:

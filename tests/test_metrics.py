@@ -190,6 +190,22 @@ def test_fd_grows_with_noise_and_dropped_classes(digits_classifier) -> None:
     assert kl_half == pytest.approx(math.log(2), abs=0.05)  # five of ten classes, evenly
 
 
+def test_feature_metrics_score_against_the_split_and_examples_asked_for(
+    digits_classifier,
+) -> None:
+    """Training images scored against the training split's same first 300 are the reference
+    itself (FD 0); against the test split they are not, and the floor is then train-vs-test."""
+    from pushforward.metrics.features import image_metrics
+
+    ds, _, _ = digits_classifier
+    fake = ds.train[:300]
+    same = image_metrics(ds, fake, 300, 0, "train", 300)
+    test = image_metrics(ds, fake, 300, 0, "test")
+    assert same["fd"] < 1e-3 and same["recall"] == 1.0 and same["feature_n"] == 300, same
+    assert test["fd"] > 1.0 and test["fd_floor"] > 1.0, test
+    assert image_metrics(ds, fake, 300, 0) == test  # the test split by default
+
+
 # ---------------------------------------------------------------- the fixed-prior limitation
 
 

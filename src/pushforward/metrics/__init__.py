@@ -147,7 +147,7 @@ def _features(e: EvalInput) -> dict[str, Any]:
         ref = ref[: e.n_real] if e.n_real else ref
         label = f"{e.data_name}:{e.split if ds.test is not None else 'all'}"
         return inception_metrics(ref, label, e.fake, e.seed, e.feature_weights, e.model.device)
-    return image_metrics(ds, e.fake, len(e.fake), e.seed)
+    return image_metrics(ds, e.fake, len(e.fake), e.seed, e.split, e.n_real)
 
 
 def _modes(e: EvalInput) -> dict[str, Any]:

@@ -205,28 +205,38 @@ def embed(net: FeatureNet, x: Examples) -> tuple[torch.Tensor, torch.Tensor]:
     return feats, net.head(feats)
 
 
-def image_metrics(ds: Dataset, fake: torch.Tensor, n: int, seed: int) -> dict[str, float]:
-    """All feature-space metrics for n samples against n test images, with real-vs-real floors."""
+def image_metrics(
+    ds: Dataset,
+    fake: torch.Tensor,
+    n: int,
+    seed: int,
+    split: str = "test",
+    n_real: int | None = None,
+) -> dict[str, float]:
+    """All feature-space metrics for n samples against n images of ``split`` (drawn from its
+    first ``n_real``), with the other split's images against the same ones as the floors."""
     net, info = classifier_for(ds)
     assert ds.test is not None
-    n = min(n, len(fake), len(ds.test), len(ds.train))
+    ref_all, other_all = (ds.test, ds.train) if split == "test" else (ds.train, ds.test)
+    ref_all = ref_all[:n_real] if n_real else ref_all
+    n = min(n, len(fake), len(ref_all), len(other_all))
     g = torch.Generator().manual_seed(seed)
-    test = ds.test[torch.randperm(len(ds.test), generator=g)[:n]]
-    train = ds.train[torch.randperm(len(ds.train), generator=g)[:n]]
-    (f_test, _), (f_fake, l_fake), (f_train, l_train) = (
-        embed(net, test),
+    ref = ref_all[torch.randperm(len(ref_all), generator=g)[:n]]
+    other = other_all[torch.randperm(len(other_all), generator=g)[:n]]
+    (f_ref, _), (f_fake, l_fake), (f_other, l_other) = (
+        embed(net, ref),
         embed(net, fake[:n]),
-        embed(net, train),
+        embed(net, other),
     )
     out: dict[str, float] = {
-        "fd": frechet_distance(f_fake, f_test),
-        **prdc(f_test, f_fake),
+        "fd": frechet_distance(f_fake, f_ref),
+        **prdc(f_ref, f_fake),
         "class_kl": class_kl(l_fake, info["classes"]),
     }
     floor = {
-        "fd": frechet_distance(f_train, f_test),
-        **prdc(f_test, f_train),
-        "class_kl": class_kl(l_train, info["classes"]),
+        "fd": frechet_distance(f_other, f_ref),
+        **prdc(f_ref, f_other),
+        "class_kl": class_kl(l_other, info["classes"]),
     }
     out.update({f"{k}_floor": v for k, v in floor.items()})
     out.update(feature_n=n, classifier_accuracy=info["test_accuracy"])

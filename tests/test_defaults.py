@@ -50,9 +50,16 @@ def _check(model: str, data: str, run: pushforward.Run) -> None:
         assert e["recall"] > 0.6 and e["class_kl"] < 0.15 and not warnings, (e, warnings)
 
 
+# the flow on the mode sets, a curve and the images (each 2-D set costs it about 20 s of CI);
+# at this budget it also passed these checks on swissroll, pinwheel, checkerboard and spirals
+FLOW_SETS = ["ring8", "grid25", "moons", "digits"]
+
+
 @pytest.mark.parametrize("data", SETS)
 @pytest.mark.parametrize("model", list(MODELS))
 def test_defaults_give_a_working_model(model: str, data: str) -> None:
+    if model == "flow" and data not in FLOW_SETS:
+        pytest.skip("the flow's defaults are checked on FLOW_SETS")
     run = pushforward.train(model, data=data, out="r", progress=False, **_budget(model, data))
     _check(model, data, run)
 

@@ -37,6 +37,10 @@ RUNS = {
     # with their labels, the projection discriminator with R1 and the EMA generator
     "gan-conditional": ["--data", "ring8", "--conditional", "--steps", "600", "--hidden", "32",
                         "--depth", "2", "--pack", "2", "--batch-size", "64"],
+    # the flow: a fresh draw of dequantization noise for every batch (replayed on resume),
+    # ActNorm started from the data before the first step, LU-parametrised 1x1 mixing
+    "flow": ["--data", "digits", "--steps", "400", "--couplings", "2", "--hidden", "16",
+             "--batch-size", "32"],
     # EM: its parameters after the k-means start and every 25 iterations, its previous
     # log-likelihood (the convergence test's), the snapshots of the components
     "gmm": ["--data", "grid25", "--components", "32", "--steps", "200", "--tol", "0"],

@@ -17,7 +17,7 @@ from pushforward.errors import PushforwardError
 from .conftest import assert_user_error
 
 
-@pytest.mark.parametrize("model", ["vae", "gan"])
+@pytest.mark.parametrize("model", ["vae", "gan", "flow"])
 def test_same_seed_gives_the_same_weights(model: str, tmp_path: Path) -> None:
     for out in ("a", "b"):
         pushforward.train(model, data="moons", steps=30, out=out, progress=False, seed=5, hidden=32)

@@ -95,6 +95,15 @@ def test_density_of_an_affine_flow_is_the_gaussian_it_defines() -> None:
         assert torch.allclose(flow.log_prob(x), expected, atol=1e-9)
 
 
+def test_log_prob_takes_points_in_any_float_dtype() -> None:
+    """The report's density map asks for float64 points of a float32 flow."""
+    data = shaped((2,), n=200)
+    flow = _flow(data, couplings=2, hidden=8)
+    x = torch.randn(10, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(flow.log_prob(x), flow.log_prob(x.float()))
+
+
 @pytest.mark.parametrize(("levels", "found"), [(2, 2), (17, 17), (256, 256)])
 def test_pixel_levels_are_read_from_the_images(levels: int, found: int) -> None:
     assert find_levels(_levels((1, 6, 6), levels).train) == found
@@ -146,3 +155,31 @@ def test_held_out_nll_of_dequantized_pixels_is_on_the_discrete_scale() -> None:
     assert out["nll_nats"] == pytest.approx(expected, rel=1e-9)
     assert out["bits_per_dim"] == pytest.approx(expected / (16 * math.log(2)), rel=1e-9)
     assert "dequantized" in out["nll_kind"]
+
+
+def test_bf16_and_compile_train_as_well_as_fp32_eager(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same 150 steps on digits in bf16 (autocast: the networks' products; the log-dets
+    and the Gaussian stay fp32) and compiled: held-out bits per dimension within 0.05 of the
+    fp32 eager run's (measured at 1,000 steps, default size: 2.1403 fp32, 2.1436 bf16), and
+    all well below the untrained flow's."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setitem(MODELS, "flow", Flow)
+    opts = {"data": "digits", "couplings": 2, "hidden": 16, "progress": False, "snapshots": 0}
+    bpd = {}
+    for name, extra in {
+        "untrained": {"steps": 1},
+        "fp32": {"steps": 150},
+        "bf16": {"steps": 150, "precision": "bf16"},
+        "compiled": {"steps": 150, "compile": True},
+    }.items():
+        torch._dynamo.reset()
+        counters.clear()
+        run = pushforward.train("flow", out=tmp_path / name, **opts, **extra)
+        if name == "compiled":
+            assert counters["stats"]["unique_graphs"] >= 1  # a graph was really compiled
+        bpd[name] = run.evaluate(["nll"], write=False)["bits_per_dim"]
+    assert bpd["fp32"] < bpd["untrained"] - 0.5, bpd
+    assert abs(bpd["bf16"] - bpd["fp32"]) < 0.05 and abs(bpd["compiled"] - bpd["fp32"]) < 0.05, bpd

@@ -5,15 +5,16 @@ Every model derives from :class:`~.base.Model` and declares its capabilities (``
 here and one line in ``MODELS``: the CLI, the run folder, ``bench`` and the contract tests
 (tests/models/test_contract.py) pick it up from this dict.
 
-May import, of this package: models/base, models/gan, models/gmm, models/vae.
+May import, of this package: models/base, models/flow, models/gan, models/gmm, models/vae.
 """
 
 from .base import Dequantized, Encoder, ExactDensity, FitsByEM, LikelihoodBound, Model
+from .flow import Flow, FlowConfig
 from .gan import GAN, GANConfig
 from .gmm import GMM, GMMConfig
 from .vae import VAE, VAEConfig
 
-MODELS: dict[str, type[Model]] = {"gmm": GMM, "vae": VAE, "gan": GAN}
+MODELS: dict[str, type[Model]] = {"gmm": GMM, "vae": VAE, "gan": GAN, "flow": Flow}
 
 __all__ = [
     "GAN",
@@ -24,6 +25,8 @@ __all__ = [
     "Encoder",
     "ExactDensity",
     "FitsByEM",
+    "Flow",
+    "FlowConfig",
     "GANConfig",
     "GMMConfig",
     "LikelihoodBound",

@@ -199,8 +199,8 @@ class Flow(Model, ExactDensity, Dequantized):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """The exact log-density at x [N, *shape] (continuous values; for images, of the
-        dequantized pixels in [0, 1]): [N]."""
-        x = x.to(self.device)
+        dequantized pixels in [0, 1]): [N], in the weights' dtype."""
+        x = x.to(self.device, next(self.parameters()).dtype)
         z, logdet = self.to_base(x)
         return -0.5 * (z.pow(2).sum(1) + z.shape[1] * LOG_2PI) + logdet
 

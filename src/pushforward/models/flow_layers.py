@@ -94,7 +94,8 @@ class InvertibleLinear(Step):
 
     def weight(self) -> torch.Tensor:
         lower = self.lower * self.lower_mask + self.eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * self.log_s.exp())
+        # the diagonal as eye * s (not torch.diag, whose gradient inductor cannot yet lower)
+        upper = self.upper * self.lower_mask.T + self.eye * (self.sign * self.log_s.exp())
         return self.perm @ lower @ upper  # [C, C]
 
     def _mix(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,9 @@
 #
 # **By the end of this lesson you will** be able to count what an explicit density costs as the
 # dimension grows, run the comparison of an explicit mixture against implicit networks
-# yourself, and read the result of the full comparison across image sizes.
+# yourself, read the result of the full comparison across image sizes, and train the model
+# that pushes a Gaussian through a network and still writes its density down: a normalizing
+# flow.
 #
 # Lesson 2 showed a mixture of Gaussians getting as close as we like to a 2-D density. Every
 # full-covariance component in $D$ dimensions carries a weight, a mean and a covariance matrix:
@@ -28,8 +30,11 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 from IPython.display import Image, display
 
+import pushforward
+from pushforward import plots
 from pushforward.experiments import run_experiment
 
 
@@ -97,6 +102,56 @@ if sweep.exists():
     display(Image(filename=str(sweep)))
 else:
     print("The sweep's figure lives in docs/experiments/; open this lesson from docs/course/.")
+
+# %% [markdown]
+# ## Writing it down after all: a normalizing flow
+#
+# There is a way to push a Gaussian through a network and still write the density down: make
+# the network $f$ invertible, with a Jacobian whose determinant is cheap. Then the change of
+# variables from lesson 1 holds exactly,
+#
+# $$\log p(x) = \log \mathcal{N}(f(x); 0, I) + \log \left|\det \frac{\partial f}{\partial x}\right|.$$
+#
+# pushforward's flow stacks affine couplings: each leaves half the coordinates as they are and
+# scales and shifts the other half by amounts a network reads from the first half, so its
+# Jacobian is triangular and its log-determinant a sum. The price: $z$ keeps the data's
+# dimension, and an invertible map cannot tear the Gaussian apart, so separate modes stay
+# joined by a thin bridge of mass. 600 steps on the two moons, about 20 seconds:
+
+# %%
+flow = pushforward.train("flow", data="moons", steps=600, out="runs/lesson3-flow", progress=False)
+scores = flow.evaluate(["nll"])
+print(f"held-out NLL {scores['nll_nats']:.3f} nats ({scores['nll_kind']})")
+test = flow.raw_data.split("test")
+display(Image(data=plots.density_bytes(flow.model.log_prob, test, "the flow's exact density")))
+
+# %% [markdown]
+# An exact density integrates to one. Sum $p(x)$ over a fine grid of the plane, each value
+# times the area of its cell:
+
+# %%
+side = torch.linspace(-4, 4, 400)
+gx, gy = torch.meshgrid(side, side, indexing="xy")
+with torch.no_grad():
+    p = flow.model.log_prob(torch.stack([gx.flatten(), gy.flatten()], 1)).exp()
+mass = float(p.sum()) * float(side[1] - side[0]) ** 2
+print(f"total mass on [-4, 4]^2: {mass:.4f}")
+assert abs(mass - 1) < 0.02 and scores["nll_nats"] < 1.0  # a Gaussian fit scores about 1.9
+
+# %% [markdown]
+# With the true density known, the claim can be measured exactly:
+# `pushforward experiment structured-density` draws curved pairs of coordinates, rotated, whose
+# entropy is closed-form, at dimension 2 to 64, and scores each model's held-out NLL against
+# it. Its result, from the experiment's page: the mixture matches the entropy in two
+# dimensions and is 46 nats off in 64; the flow stays within a nat up to 16 dimensions and
+# falls away five times more slowly (9 nats off in 64).
+
+# %%
+gap = Path("../experiments/structured-density/kl_vs_dimension.png")
+if gap.exists():
+    display(Image(filename=str(gap)))
+else:
+    print("The experiment's figure lives in docs/experiments/; open this lesson from docs/course/.")
 
 # %% [markdown]
 # ## Try this

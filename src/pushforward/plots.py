@@ -324,7 +324,9 @@ def latents_over_priors(
 
 
 def against_dimension(
-    dims: Sequence[int], series: Mapping[str, Mapping[str, Sequence[float]]]
+    dims: Sequence[int],
+    series: Mapping[str, Mapping[str, Sequence[float]]],
+    xlabel: str = "dimension (pixels)",
 ) -> bytes:
     """One panel per metric (``series``: metric -> model -> a value per dimension), a line per
     model against the data's dimension on a log axis."""
@@ -338,7 +340,7 @@ def against_dimension(
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(x, [str(d) for d in x])
-        ax.set_xlabel("dimension (pixels)")
+        ax.set_xlabel(xlabel)
         ax.set_title(metric + (" (lower is better)" if metric == "fd" else ""))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)

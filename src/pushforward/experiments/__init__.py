@@ -7,7 +7,7 @@ results with the command that made them. ``--quick`` shrinks the budgets for tes
 
 May import, of this package: errors, experiments/base, experiments/explicit_vs_implicit,
 experiments/fixed_prior, experiments/gmm_universality, experiments/mode_collapse,
-explore/card (the results' notebook display), files.
+experiments/structured_density, explore/card (the results' notebook display), files.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 from ..errors import PushforwardError
 from ..explore.card import results_card
 from ..files import atomic_write_bytes, atomic_write_json
-from . import explicit_vs_implicit, fixed_prior, gmm_universality, mode_collapse
+from . import (
+    explicit_vs_implicit,
+    fixed_prior,
+    gmm_universality,
+    mode_collapse,
+    structured_density,
+)
 from .base import Experiment, Settings
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -30,6 +36,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         explicit_vs_implicit.EXPERIMENT,
         fixed_prior.EXPERIMENT,
         mode_collapse.EXPERIMENT,
+        structured_density.EXPERIMENT,
     )
 }
 

@@ -196,14 +196,15 @@ def test_feature_metrics_score_against_the_split_and_examples_asked_for(
     """Training images scored against the training split's same first 300 are the reference
     itself (FD 0); against the test split they are not, and the floor is then train-vs-test."""
     from pushforward.metrics.features import image_metrics
+    from pushforward.run import EvalOptions
 
     ds, _, _ = digits_classifier
     fake = ds.train[:300]
-    same = image_metrics(ds, fake, 300, 0, "train", 300)
-    test = image_metrics(ds, fake, 300, 0, "test")
+    same = image_metrics(ds, ds.train[:300], ds.test, fake, 0)
+    test = image_metrics(ds, ds.test, ds.train, fake, 0)
     assert same["fd"] < 1e-3 and same["recall"] == 1.0 and same["feature_n"] == 300, same
     assert test["fd"] > 1.0 and test["fd_floor"] > 1.0, test
-    assert image_metrics(ds, fake, 300, 0) == test  # the test split by default
+    assert EvalOptions().split == "test"  # the test split by default
 
 
 # ---------------------------------------------------------------- the fixed-prior limitation

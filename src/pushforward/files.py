@@ -11,6 +11,7 @@ May import, of this package: errors, limits, version.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -57,6 +59,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_npy(path: str | Path, array: np.ndarray) -> None:
+    """An array as a .npy file (no pickled objects), written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _jsonable(obj: Any) -> Any:

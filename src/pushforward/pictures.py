@@ -7,15 +7,13 @@ May import, of this package: files, models/conditional, plots, run.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import plots
-from .files import atomic_write_bytes
+from .files import atomic_write_npy
 from .models.conditional import class_rows
 from .run import Run
 
@@ -88,9 +86,7 @@ def write(
     named += "" if temperature == 1 else f"-t{temperature:g}"
     out = out or run.path / f"{named}-n{asked}-seed{seed}.png"
     if out.suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, pic.x.numpy(), allow_pickle=False)
-        atomic_write_bytes(out, buf.getvalue())
+        atomic_write_npy(out, pic.x.numpy())
     else:
         ref = run.data.train[:20000].cpu()
         title = f"{run.model_name}: {pic.kind}"

@@ -104,23 +104,23 @@ def _figure(out: Path, configs: dict[str, Any], sets: list[str], seed: int) -> N
     modes."""
     refs = {data: load_dataset(data).train[:20000] for data in sets}
     runs = {
-        f"{data}/{name}": Run.load(out / "runs" / f"{data}-{slug(name)}-{seed}", "cpu")
+        (data, name): Run.load(out / "runs" / f"{data}-{slug(name)}-{seed}", "cpu")
         for data in sets
         for name in configs
     }
     samples = {
-        key: run.sample(
-            2500, seed=seed, temperature=configs[key.split("/", 1)[1]].get("temperature", 1.0)
+        f"{data}/{name}": run.sample(
+            2500, seed=seed, temperature=configs[name].get("temperature", 1.0)
         )
-        for key, run in runs.items()
+        for (data, name), run in runs.items()
     }
     plots.write(out / "samples.png", plots.scatter_table(refs, list(configs), samples))
     densities = {
         key: run.model.log_prob for key, run in runs.items() if isinstance(run.model, ExactDensity)
     }
-    exact = [name for name in configs if f"{sets[0]}/{name}" in densities]
+    exact = [name for name in configs if (sets[0], name) in densities]
     if exact:
-        rows = {d: (refs[d], [densities[f"{d}/{name}"] for name in exact]) for d in sets}
+        rows = {d: (refs[d], [densities[(d, name)] for name in exact]) for d in sets}
         plots.write(out / "densities.png", plots.density_table(rows, exact))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import plots
-from ..files import atomic_write_bytes
+from ..files import atomic_write_npy
 from .base import Experiment, Settings, md_table
 from .runner import Job, run_jobs
 
@@ -62,19 +62,15 @@ def entropy(d: int) -> float:
     return d / 2 * (math.log(2 * math.pi * math.e) + math.log(NOISE))
 
 
-def _write_data(folder: Path, d: int, n_train: int) -> tuple[str, str]:
-    """The train and test points as .npy files (float32), written once: their npy: names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
+def _write_data(folder: Path, d: int, n_train: int) -> tuple[Path, Path]:
+    """The train and test points as .npy files (float32), written once: their paths."""
+    paths = []
     for split, n, seed in (("train", n_train, d), ("test", N_TEST, 10_000 + d)):
         path = folder / f"pairs{d}-{split}.npy"
         if not path.exists():
-            buf = path.with_suffix(".tmp.npy")
-            np.save(buf, sample(n, d, seed).float().numpy())
-            atomic_write_bytes(path, buf.read_bytes())
-            buf.unlink()
-        names.append(f"npy:{path}")
-    return names[0], names[1]
+            atomic_write_npy(path, sample(n, d, seed).float().numpy())
+        paths.append(path)
+    return paths[0], paths[1]
 
 
 def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
     jobs, truth = [], {}
     for d in dims:
         train, test = _write_data(out / "data", d, n_train)
-        test_points = torch.from_numpy(np.load(test[4:]))
+        test_points = torch.from_numpy(np.load(test))
         true_nll = -log_prob(test_points, d)  # [N_TEST]: its mean estimates H
         truth[d] = {
             "entropy_nats": entropy(d),
@@ -98,7 +94,7 @@ def run(out: Path, quick: bool, settings: Settings) -> dict[str, Any]:
                 opts["steps"] = settings.length(200 if quick else opts["steps"])
             bound = {"k": k, "n_real": points} if m == "vae" else {}
             metrics = {"metrics": ["nll"], **bound}
-            data = {"data": train, "test_data": test}
+            data = {"data": f"npy:{train}", "test_data": f"npy:{test}"}
             jobs.append(Job(m, str(out / "runs" / f"{m}-{d}"), {**opts, **data}, "all", metrics))
     scores = iter(run_jobs(jobs, settings, "structured-density"))
     results: dict[str, Any] = {"dims": dims, "models": models, "noise": NOISE, "curve": CURVE}

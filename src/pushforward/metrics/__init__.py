@@ -142,12 +142,13 @@ def _two_sample(e: EvalInput) -> dict[str, Any]:
 def _features(e: EvalInput) -> dict[str, Any]:
     ds = e.dataset
     assert ds is not None
+    ref = ds.split(e.split) if ds.test is not None else ds.train
+    ref = ref[: e.n_real] if e.n_real else ref
     if e.features == "inception":
-        ref = ds.split(e.split) if ds.test is not None else ds.train
-        ref = ref[: e.n_real] if e.n_real else ref
         label = f"{e.data_name}:{e.split if ds.test is not None else 'all'}"
         return inception_metrics(ref, label, e.fake, e.seed, e.feature_weights, e.model.device)
-    return image_metrics(ds, e.fake, len(e.fake), e.seed, e.split, e.n_real)
+    other = ds.train if e.split == "test" else ds.test  # the floor: the other split
+    return image_metrics(ds, ref, other, e.fake, e.seed)
 
 
 def _modes(e: EvalInput) -> dict[str, Any]:

@@ -206,20 +206,14 @@ def embed(net: FeatureNet, x: Examples) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def image_metrics(
-    ds: Dataset,
-    fake: torch.Tensor,
-    n: int,
-    seed: int,
-    split: str = "test",
-    n_real: int | None = None,
+    ds: Dataset, ref_all: Examples, other_all: Examples | None, fake: torch.Tensor, seed: int
 ) -> dict[str, float]:
-    """All feature-space metrics for n samples against n images of ``split`` (drawn from its
-    first ``n_real``), with the other split's images against the same ones as the floors."""
+    """All feature-space metrics (in the features of ``ds``'s classifier) for the samples
+    against as many images drawn from ``ref_all``, with as many from ``other_all`` (the other
+    split) against the same ones as the floors."""
     net, info = classifier_for(ds)
-    assert ds.test is not None
-    ref_all, other_all = (ds.test, ds.train) if split == "test" else (ds.train, ds.test)
-    ref_all = ref_all[:n_real] if n_real else ref_all
-    n = min(n, len(fake), len(ref_all), len(other_all))
+    assert ds.test is not None and other_all is not None
+    n = min(len(fake), len(ref_all), len(other_all))
     g = torch.Generator().manual_seed(seed)
     ref = ref_all[torch.randperm(len(ref_all), generator=g)[:n]]
     other = other_all[torch.randperm(len(other_all), generator=g)[:n]]

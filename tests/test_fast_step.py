@@ -36,7 +36,7 @@ else:  # an allocator tuned in the environment (glibc's default threshold, pinne
 def step():  # ten 8 MiB temporaries alive at once, then all freed, as in a training step
     held = [torch.ones(1 << 21) for _ in range(10)]
     return sum(float(t[0]) for t in held)
-for _ in range(3):  # warm up: the heap grows once
+for _ in range(5):  # warm up: the heap grows
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
@@ -65,7 +65,9 @@ def test_freed_memory_is_reused_not_faulted_in_again() -> None:
         )
         faults[mode] = int(out.stdout)
     assert faults["default"] > 20 * 20_000, faults  # measured 409,800
-    assert faults["keep"] < 1000, faults  # measured 0
+    # kept, the heap may still grow by one block after the warm-up (measured 0, and 2,048 once:
+    # one 8 MiB block faulted in a single time); freed blocks handed back cost 20,480 every step
+    assert faults["keep"] < 20_480 // 4, faults
     assert faults["user"] > 20 * 20_000, faults  # the heap not kept: faulted in as by default
 
 

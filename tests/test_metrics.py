@@ -75,6 +75,33 @@ def test_iwae_bound_is_above_the_elbo_and_rises_with_k() -> None:
     assert ev["bits_per_dim"] == pytest.approx(ev["nll_nats"] / (64 * math.log(2)))
 
 
+def test_a_gmm_on_pixel_levels_is_scored_on_the_discrete_scale() -> None:
+    """A density at the 17 pixel values of digits is not a probability (the GMM's own log p there
+    is positive). Spread over cells of width 1/16 centred on the values, -E_u[log p] + D log 16
+    bounds the discrete NLL from above; for one diagonal Gaussian the discrete probability is
+    exact (a product of CDF differences per pixel), and the bound is within the Jensen gap and
+    the draw's noise of it (measured: 164.86 against 164.78 nats). D log 17 instead of D log 16
+    would be 3.9 nats off."""
+    import pushforward
+    from pushforward.metrics.likelihood import nll
+
+    run = pushforward.train(
+        "gmm", data="digits", components=1, covariance="diag", reg_covar=1e-2,
+        out="g", progress=False,
+    )  # fmt: skip
+    gmm, test = run.model, run.data.split("test")
+    out = nll(gmm, test, seed=0)
+    x = test.reshape(len(test), -1).double()  # [N, 64]
+    mean, sd = gmm.means[0].double(), gmm.covariances[0].double().sqrt()  # [64] each
+    normal = torch.distributions.Normal(mean, sd)
+    cell = (normal.cdf(x + 1 / 32) - normal.cdf(x - 1 / 32)).clamp_min(1e-300)  # [N, 64]
+    exact = float(-cell.log().sum(1).mean())
+    assert float(-gmm.log_prob(test).double().mean()) < 0  # the density at the values
+    assert exact - 0.05 < out["nll_nats"] < exact + 0.5, (out, exact)
+    assert out["bits_per_dim"] == pytest.approx(out["nll_nats"] / (64 * math.log(2)))
+    assert "cells" in out["nll_kind"]
+
+
 # ---------------------------------------------------------------- MMD and W2
 
 

@@ -30,6 +30,7 @@ from .dataset import (
     resolve_binarize,
     validation_split,
 )
+from .images import find_levels
 from .rows import Examples, Rows, chunk_rows, chunks, in_memory, moments, take
 from .toy2d import TOY_MODES, TOY_SETS, TOY_SOURCES, TOY_STD
 
@@ -69,6 +70,7 @@ __all__ = [
     "check_data_dir",
     "chunk_rows",
     "chunks",
+    "find_levels",
     "in_memory",
     "list_datasets",
     "load_dataset",

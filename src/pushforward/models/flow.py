@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..config import Options, option
-from ..data import Dataset, in_memory
+from ..data import Dataset, find_levels, in_memory
 from ..errors import PushforwardError
 from . import drawing as dr
 from .base import Dequantized, ExactDensity, Model
@@ -74,22 +74,6 @@ class FlowConfig(Options):
         0.05, "images: the logit is taken of alpha + (1 - 2 alpha) y", above=0, below=0.5
     )
     lr: float = option(1e-3, "Adam learning rate", above=0)
-
-
-def find_levels(x: torch.Tensor) -> int:
-    """The number of evenly spaced values in [0, 1] the pixels x take (L: k / (L - 1)), or 0
-    when they are not on such a grid (continuous images): the smallest L - 1 up to 65,535 that
-    makes every distinct value a whole multiple of 1 / (L - 1)."""
-    values = torch.unique(x.double().flatten())  # [V]
-    if len(values) > 65536 or values.min() < 0 or values.max() > 1:
-        return 0
-    steps = torch.arange(1, 65536, dtype=torch.float64)  # candidate L - 1
-    for chunk in steps.split(4096):
-        scaled = values[None] * chunk[:, None]  # [4096, V]
-        whole = ((scaled - scaled.round()).abs() < 1e-4).all(1)
-        if whole.any():
-            return int(chunk[whole][0]) + 1
-    return 0
 
 
 class Flow(Model, ExactDensity, Dequantized):

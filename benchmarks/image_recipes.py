@@ -1,6 +1,7 @@
 """The candidates behind the image recipes: train each on a data set for one or more seeds and
 score 10,000 samples against the test images in the data set's classifier features (Fréchet
-distance, precision, recall, density, coverage), with the training time. docs/benchmarks.md
+distance, precision, recall, density, coverage), with the training time (and a flow's
+held-out bits per dimension). docs/benchmarks.md
 ("Image recipes") holds the results; the shipped recipe is the candidate that measured best.
 Run by hand, one candidate at a time (each takes up to an hour on 2 CPU cores):
 
@@ -38,6 +39,7 @@ DEFAULTS_OPT = {"lr": 5e-4, "beta1": 0.0, "beta2": 0.9, "r1": 1.0, "ema": 0.99} 
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "gan-defaults": ("gan", {}),  # the model's own defaults, for reference
     "vae-defaults": ("vae", {}),
+    "flow-defaults": ("flow", {}),
     "gan-dcgan": ("gan", {**DCGAN, **RADFORD}),
     "gan-dcgan-r1": ("gan", {**DCGAN, **DEFAULTS_OPT}),
     # hinge loss, spectral norm on D, two time-scale rates (Miyato et al. 2018; Heusel et al. 2017)
@@ -88,6 +90,8 @@ def one(model: str, options: dict[str, Any], data: str, seed: int, out: Path) ->
     for sampler in samplers:
         suffix = "" if sampler == "prior" else f"_{sampler}"
         row.update({k + suffix: v for k, v in score(run, sampler).items()})
+    if model == "flow":  # an exact density: its held-out bits/dim on the discrete scale too
+        row["bits_per_dim"] = round(run.evaluate(["nll"], write=False)["bits_per_dim"], 4)
     return row
 
 

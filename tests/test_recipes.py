@@ -15,7 +15,7 @@ from pushforward.run import Run
 from .conftest import assert_user_error
 from .data.builders import write_cifar_folder, write_mnist_folder
 
-ALL = [(model, name) for model in ("gan", "vae") for name in recipes(model)]
+ALL = [(model, name) for model in ("gan", "vae", "flow") for name in recipes(model)]
 
 
 def _data_for(shape: tuple[int, ...], root: Path) -> list[str]:

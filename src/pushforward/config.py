@@ -139,8 +139,8 @@ class TrainConfig(Options):
     )
     validation: int = option(
         0,
-        "hold out this many training examples; at every checkpoint score them (vae: the ELBO) "
-        "and keep the best weights as the run's model (0 = off)",
+        "hold out this many training examples; at every checkpoint score them (vae: the ELBO; "
+        "flow: the exact log-likelihood) and keep the best weights as the run's model (0 = off)",
         at_least=0,
     )
     patience: int | None = option(

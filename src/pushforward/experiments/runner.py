@@ -62,9 +62,10 @@ def _sizes(run: Run) -> dict[str, Any]:
     }
 
 
-def _score_images(run: Run, n_fake: int = 10_000) -> dict[str, Any]:
-    """Sample quality against the test images (feature metrics), and the model's size."""
-    scores = run.evaluate(["features"], n_fake=n_fake, write=False)
+def _score_images(run: Run, n_fake: int = 10_000, nll: bool = False) -> dict[str, Any]:
+    """Sample quality against the test images (feature metrics), the model's size, and with
+    ``nll`` its held-out NLL (an explicit density: on the discrete pixels' scale, in bits/dim)."""
+    scores = run.evaluate(["features", *(["nll"] if nll else [])], n_fake=n_fake, write=False)
     return {
         **{k: v for k, v in scores.items() if k not in ("split", "data", "seed")},
         **_sizes(run),
@@ -128,7 +129,8 @@ def _do_job(job: Job, reuse: bool = True) -> dict[str, Any]:
     if reuse and done.get("job") == key:
         return done["scores"]  # type: ignore[no-any-return]
     trained = _read_marker(folder / EXPERIMENT_TRAINED)
-    if reuse and trained.get("job") == key:
+    # how a run is scored does not change how it trained: same model and options, same run
+    if reuse and (trained.get("job") or [None, None])[:2] == key[:2]:
         run = Run.load(folder, job.options.get("device", "auto"))
         seconds = trained["train_seconds"]
     else:

@@ -58,7 +58,7 @@ from .frames import Snapshots, resolve_count
 from .log import Logger, Meter
 from .parts import Budget, PhaseStep, Position, StopSignals, batches, shard_loader
 from .prepare import Prepared, build_model, prepare_data
-from .validation import Validation
+from .validation import Validation, score_name
 
 
 def _model_class(name: str) -> type[Model]:
@@ -185,7 +185,7 @@ def _check(
     score = validation(phase_step.model, at.step)
     if validation.exhausted:
         budget.total = at.step  # early stop
-    return {"val_elbo": score, "best_step": validation.best["step"]}
+    return {score_name(phase_step.model): score, "best_step": validation.best["step"]}
 
 
 def _log_row(meter: Meter, at: Position, log: Logger, bar: Any, extra: dict[str, Any]) -> None:

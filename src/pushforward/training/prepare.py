@@ -23,7 +23,7 @@ from ..data import (
 )
 from ..errors import PushforwardError
 from ..limits import check_model_fits
-from ..models import FitsByEM, LikelihoodBound, Model
+from ..models import ExactDensity, FitsByEM, LikelihoodBound, Model
 from ..recipes import recipe
 from .parts import Budget
 
@@ -58,10 +58,11 @@ def prepare_data(cls: type[Model], model_name: str, tcfg: TrainConfig, mcfg: Any
         raise PushforwardError(
             f"--patience {tcfg.patience}: needs --validation N and a patience of at least 1"
         )
-    if tcfg.validation and not issubclass(cls, LikelihoodBound):
+    scored = issubclass(cls, (LikelihoodBound, ExactDensity)) and not issubclass(cls, FitsByEM)
+    if tcfg.validation and not scored:
         raise PushforwardError(
-            "--validation scores held-out examples by a likelihood bound; "
-            f"{model_name} has none to score: use it with vae"
+            "--validation scores held-out examples by their likelihood at every checkpoint; "
+            f"{model_name} has none to score between checkpoints: use it with vae or flow"
         )
     data, val, val_labels = validation_split(binarize(raw, mode), tcfg.validation, mode)
     if issubclass(cls, FitsByEM):

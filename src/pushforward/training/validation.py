@@ -1,5 +1,5 @@
-"""--validation: the held-out examples' bound, scored at every checkpoint; the best weights
-kept, and --patience to stop when they stop improving.
+"""--validation: the held-out examples' likelihood (a bound, or exact), scored at every
+checkpoint; the best weights kept, and --patience to stop when they stop improving.
 
 May import, of this package: data, dist, files, metrics/likelihood, models.
 """
@@ -16,27 +16,34 @@ from .. import dist
 from ..data import Batch
 from ..files import check_tensors, load_tensors, save_tensors
 from ..metrics import likelihood
-from ..models import LikelihoodBound, Model
+from ..models import ExactDensity, LikelihoodBound, Model
 
 
 @torch.no_grad()
 def validate(
-    model: LikelihoodBound, val: torch.Tensor, labels: torch.Tensor | None = None
+    model: LikelihoodBound | ExactDensity, val: torch.Tensor, labels: torch.Tensor | None = None
 ) -> float:
-    """Mean bound of the validation examples under the current weights: the ELBO, or IWAE-K
-    for a model trained on that bound (``trains_on_k`` K > 1), whose ELBO may fall as its
-    likelihood rises. A conditional model scores log p(x | its label). Eval mode and fixed noise (the test metrics' own), so the score changes
+    """Mean log-likelihood of the validation examples under the current weights: exact for a
+    density written down (on the discrete scale for pixels, with fixed dequantization noise),
+    else the ELBO, or IWAE-K for a model trained on that bound (``trains_on_k`` K > 1), whose
+    ELBO may fall as its likelihood rises. A conditional model scores log p(x | its label). Eval mode and fixed noise (the test metrics' own), so the score changes
     only with the weights and the training RNG is left alone."""
     assert isinstance(model, torch.nn.Module)
     was = model.training
     model.eval()
-    k = model.trains_on_k
-    if k > 1:
+    if isinstance(model, ExactDensity):
+        score = -likelihood.nll(model, val, seed=0)["nll_nats"]
+    elif (k := model.trains_on_k) > 1:
         score = -likelihood.iwae(model, val, k=k, seed=0, labels=labels)["nll_nats"]
     else:
         score = likelihood.elbo(model, val, seed=0, labels=labels)["elbo"]
     model.train(was)
     return float(dist.mean_across(torch.tensor(score, device=val.device)))
+
+
+def score_name(model: Model) -> str:
+    """What the validation score is called in metrics.jsonl and model.json."""
+    return "val_log_likelihood" if isinstance(model, ExactDensity) else "val_elbo"
 
 
 class Validation:
@@ -61,7 +68,7 @@ class Validation:
         self.best: dict[str, Any] = {"score": -math.inf, "step": 0, "since": 0}
 
     def __call__(self, model: Model, step: int) -> float:
-        assert self.val is not None and isinstance(model, LikelihoodBound)
+        assert self.val is not None and isinstance(model, (LikelihoodBound, ExactDensity))
         score = validate(model, self.val, self.labels)
         if score > self.best["score"]:
             self.best = {"score": score, "step": step, "since": 0}
@@ -86,6 +93,6 @@ class Validation:
             model.load_state_dict(best)
         return {
             "best_step": self.best["step"],
-            "best_val_elbo": self.best["score"],
+            f"best_{score_name(model)}": self.best["score"],
             "validation_n": len(self.val),
         }

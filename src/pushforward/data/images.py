@@ -296,14 +296,16 @@ def folder_dataset(spec: str, path: Path, memory: int | None = None) -> Dataset:
 def find_levels(x: torch.Tensor) -> int:
     """The number of evenly spaced values in [0, 1] the pixels x take (L: k / (L - 1)), or 0
     when they are not on such a grid (continuous images): the smallest L - 1 up to 65,535 that
-    makes every distinct value a whole multiple of 1 / (L - 1)."""
+    makes every distinct value a whole multiple of 1 / (L - 1), up to float32's rounding (an
+    average of 16 8-bit pixels, fashion-mnist@7, is a multiple of 1 / 4080 within 1e-3 of
+    one step; a continuous value passes by chance with odds 1 in 100 per value)."""
     values = torch.unique(x.double().flatten())  # [V]
     if len(values) > 65536 or values.min() < 0 or values.max() > 1:
         return 0
     steps = torch.arange(1, 65536, dtype=torch.float64)  # candidate L - 1
     for chunk in steps.split(4096):
         scaled = values[None] * chunk[:, None]  # [4096, V]
-        whole = ((scaled - scaled.round()).abs() < 1e-4).all(1)
+        whole = ((scaled - scaled.round()).abs() < 5e-3).all(1)
         if whole.any():
             return int(chunk[whole][0]) + 1
     return 0
